@@ -1,0 +1,66 @@
+"""Shared helpers: tiny TFRecords written by the tests themselves, and paths to real data."""
+
+import os
+import pathlib
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SAMPLE = REPO / "data" / "sample"
+SHARED = REPO.parent / "shared" / "data" / "yt8m"
+
+
+def frames(num_frames: int, size: int, offset: int = 0) -> np.ndarray:
+  """Distinct, recognisable uint8 frames: frame t holds (t + offset + column) % 256."""
+  t = np.arange(num_frames)[:, None] + offset + np.arange(size)[None, :]
+  return (t % 256).astype(np.uint8)
+
+
+def sequence_example(video_id="vid", labels=(1,), num_frames=5, rgb=None, audio=None,
+                     id_key="id", with_labels=True) -> bytes:
+  """A frame-level record; rgb/audio default to `frames(...)`, pass arrays to override."""
+  ex = tf.train.SequenceExample()
+  if video_id is not None:
+    ex.context.feature[id_key].bytes_list.value.append(video_id.encode())
+  if with_labels:
+    ex.context.feature["labels"].int64_list.value.extend(labels)
+  rgb = frames(num_frames, 1024) if rgb is None else rgb
+  audio = frames(num_frames, 128, offset=7) if audio is None else audio
+  for name, values in (("rgb", rgb), ("audio", audio)):
+    feature_list = ex.feature_lists.feature_list[name]
+    for row in values:
+      feature_list.feature.add().bytes_list.value.append(np.asarray(row, np.uint8).tobytes())
+  return ex.SerializeToString()
+
+
+def example(video_id="vid", labels=(1,), mean_rgb=None, mean_audio=None, id_key="id",
+            with_labels=True) -> bytes:
+  """A video-level record."""
+  ex = tf.train.Example()
+  ex.features.feature[id_key].bytes_list.value.append(video_id.encode())
+  if with_labels:
+    ex.features.feature["labels"].int64_list.value.extend(labels)
+  mean_rgb = np.linspace(-1, 1, 1024) if mean_rgb is None else mean_rgb
+  mean_audio = np.linspace(1, -1, 128) if mean_audio is None else mean_audio
+  ex.features.feature["mean_rgb"].float_list.value.extend(mean_rgb)
+  ex.features.feature["mean_audio"].float_list.value.extend(mean_audio)
+  return ex.SerializeToString()
+
+
+def write_records(path, records) -> str:
+  with tf.io.TFRecordWriter(str(path)) as writer:
+    for record in records:
+      writer.write(record)
+  return str(path)
+
+
+@pytest.fixture
+def shared_data():
+  if not SHARED.is_dir():
+    pytest.skip(f"real YouTube-8M data not present at {SHARED} (it sits beside the checkout "
+                "as ../shared/data/yt8m)")
+  return SHARED

@@ -1,0 +1,386 @@
+"""tf.data readers for YouTube-8M TFRecords: the only code that knows the file format.
+
+Video-level files hold one `tf.train.Example` per video (`id` or 2017's `video_id`, `labels`,
+`mean_rgb` [1024 floats], `mean_audio` [128 floats]). Frame-level files hold one
+`tf.train.SequenceExample` per video (context `id`/`video_id`, `labels`; feature lists `rgb` and
+`audio`, one byte string of uint8 values per frame, 1 frame per second, up to 300 frames).
+
+A batch is a dict:
+  video_ids      [B] string
+  features       [B, D] (video-level) or [B, T, D] (frame-level) float32, dequantized, raw
+                 (not L2-normalised: models do that, see `l2_normalize_frames`)
+  num_frames     [B] int32: real frames per row (1 for video-level)
+  labels         [B, num_classes] float32 multi-hot (all zero for unlabelled test files)
+  frame_indices  [B, T] int32 (frame-level only): which original frame each row holds, -1 = pad
+
+Frame-level readers take an optional student frame budget k: the frames are chosen
+(`yt8m.frame_selection`) from the undecoded byte strings, and only those k are decoded,
+dequantized and padded, so the cost of decoding scales with k, not with 300.
+
+Bad records stop the run with a `DataError` naming the file, the record index and the video id.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import re
+from typing import Iterator, Sequence
+
+import tensorflow as tf
+
+from yt8m import frame_selection
+
+# Dequantization of the uint8 frame features, exactly as the starter code (utils.Dequantize
+# with max_quantized_value=2, min_quantized_value=-2): the bias uses /512, not /510.
+MIN_QUANTIZED_VALUE = -2.0
+MAX_QUANTIZED_VALUE = 2.0
+_QUANTIZED_RANGE = MAX_QUANTIZED_VALUE - MIN_QUANTIZED_VALUE
+DEQUANTIZE_SCALE = _QUANTIZED_RANGE / 255.0
+DEQUANTIZE_BIAS = _QUANTIZED_RANGE / 512.0 + MIN_QUANTIZED_VALUE
+
+NUM_CLASSES_2018 = 3862  # 2018+ vocabulary (default)
+NUM_CLASSES_2017 = 4716
+
+_ERROR_MARK = "YT8M_DATA_ERROR"
+_ERROR_END = "<<"
+
+
+class DataError(ValueError):
+  """An input file or record is unusable; the message names the file and record."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ReaderConfig:
+  """What to read. Field names are the command-line flag names."""
+  feature_names: tuple[str, ...] = ("rgb", "audio")
+  feature_sizes: tuple[int, ...] = (1024, 128)
+  frame_features: bool = True
+  num_classes: int = NUM_CLASSES_2018
+  max_frames: int = 300
+  student_frames: int | None = None  # k; None = every frame (teacher)
+  frame_selection: str = "uniform"
+  require_labels: bool = True  # False for inference on unlabelled test files
+
+  def __post_init__(self):
+    if not self.feature_names:
+      raise ValueError("feature_names is empty")
+    if len(self.feature_names) != len(self.feature_sizes):
+      raise ValueError(f"feature_names has {len(self.feature_names)} entries "
+                       f"({','.join(self.feature_names)}) but feature_sizes has "
+                       f"{len(self.feature_sizes)} ({','.join(map(str, self.feature_sizes))})")
+    if any(size <= 0 for size in self.feature_sizes):
+      raise ValueError(f"feature_sizes must be positive, got {self.feature_sizes}")
+    if self.num_classes <= 0:
+      raise ValueError(f"num_classes must be positive, got {self.num_classes}")
+    if self.max_frames <= 0:
+      raise ValueError(f"max_frames must be positive, got {self.max_frames}")
+    if self.student_frames is not None:
+      if not self.frame_features:
+        raise ValueError("student_frames needs frame-level data (frame_features)")
+      if not 1 <= self.student_frames <= self.max_frames:
+        raise ValueError(f"student_frames must be in [1, {self.max_frames}], "
+                         f"got {self.student_frames}")
+    frame_selection.check_strategy(self.frame_selection)
+
+  @property
+  def feature_dim(self) -> int:
+    return sum(self.feature_sizes)
+
+  @property
+  def num_output_frames(self) -> int:
+    """T, the padded frame axis of a frame-level batch."""
+    return self.student_frames or self.max_frames
+
+
+def parse_feature_flags(names: str, sizes: str) -> tuple[tuple[str, ...], tuple[int, ...]]:
+  """Splits the starter's comma-separated --feature_names / --feature_sizes."""
+  name_list = tuple(n.strip() for n in names.split(",") if n.strip())
+  try:
+    size_list = tuple(int(s) for s in sizes.split(",") if s.strip())
+  except ValueError:
+    raise ValueError(f"--feature_sizes must be comma-separated integers, got {sizes!r}") from None
+  return name_list, size_list
+
+
+def list_files(pattern: str) -> list[str]:
+  """Files matching a glob (or several, comma-separated); gs:// works through tf.io.gfile."""
+  patterns = [p.strip() for p in pattern.split(",") if p.strip()]
+  if not patterns:
+    raise DataError("the data pattern is empty")
+  files = []
+  for p in patterns:
+    matched = sorted(tf.io.gfile.glob(p))
+    if not matched:
+      if any(c in p for c in "*?["):
+        raise DataError(f"no files match {p!r}")
+      raise DataError(f"file not found: {p!r}")
+    files.extend(matched)
+  return files
+
+
+def dequantize(quantized: tf.Tensor) -> tf.Tensor:
+  """uint8 feature values -> float32 in about [-2, 2]."""
+  return tf.cast(quantized, tf.float32) * DEQUANTIZE_SCALE + DEQUANTIZE_BIAS
+
+
+def l2_normalize_frames(features: tf.Tensor) -> tf.Tensor:
+  """The starter's input normalisation: the concatenated features of each frame (or of the
+  video-level vector) scaled to unit L2 norm over the last axis. Zero padding stays zero."""
+  return tf.math.l2_normalize(features, axis=-1, epsilon=1e-12)
+
+
+def _check(ok, path, index, video_id, what):
+  """In-graph assertion whose failure message names the file, record and video."""
+  message = tf.strings.join([
+      path, ": record ", tf.strings.as_string(index), " (video '", video_id, "'): ", what,
+      _ERROR_END
+  ])
+  return tf.debugging.Assert(ok, [_ERROR_MARK, message], summarize=1)
+
+
+def _multi_hot(label_indices, num_rows, num_classes):
+  """[N, 2] (row, class) pairs -> [num_rows, num_classes] float32 with duplicates collapsed."""
+  ones = tf.ones(tf.shape(label_indices)[:1], tf.float32)
+  shape = tf.stack([tf.cast(num_rows, tf.int64), tf.constant(num_classes, tf.int64)])
+  dense = tf.scatter_nd(tf.cast(label_indices, tf.int64), ones, shape)
+  return tf.minimum(dense, 1.0)
+
+
+def _label_checks(labels, config, path, index, video_id):
+  checks = []
+  if config.require_labels:
+    checks.append(_check(tf.size(labels) > 0, path, index, video_id,
+                         "missing key 'labels' (or an empty label list); unlabelled files can "
+                         "only be used for inference"))
+  in_range = tf.reduce_all((labels >= 0) & (labels < config.num_classes))
+  bad_label = tf.strings.as_string(tf.reduce_max(tf.concat([labels, [-1]], 0)))
+  checks.append(_check(in_range, path, index, video_id, tf.strings.join([
+      "label id ", bad_label, " is outside [0, ", str(config.num_classes),
+      "); is --num_classes right (3862 for 2018+ data, 4716 for 2017)?"
+  ])))
+  return checks
+
+
+def _video_id(ids, video_ids):
+  # 2018+ files use `id`, 2017 files `video_id`; whichever is present wins.
+  return tf.where(tf.strings.length(ids) > 0, ids, video_ids)
+
+
+def _parse_frame_level(path, index, serialized, config: ReaderConfig, training: bool,
+                       seed: int):
+  context, sequences = tf.io.parse_single_sequence_example(
+      serialized,
+      context_features={
+          "id": tf.io.FixedLenFeature([], tf.string, default_value=""),
+          "video_id": tf.io.FixedLenFeature([], tf.string, default_value=""),
+          "labels": tf.io.VarLenFeature(tf.int64),
+      },
+      sequence_features={
+          name: tf.io.FixedLenSequenceFeature([], tf.string, allow_missing=True)
+          for name in config.feature_names
+      })
+  video_id = _video_id(context["id"], context["video_id"])
+  labels = context["labels"].values
+  checks = [
+      _check(tf.strings.length(video_id) > 0, path, index, video_id,
+             "missing key 'id' (2018+) or 'video_id' (2017)")
+  ]
+  checks += _label_checks(labels, config, path, index, video_id)
+  for name, size in zip(config.feature_names, config.feature_sizes):
+    frames = sequences[name]
+    checks.append(_check(tf.size(frames) > 0, path, index, video_id,
+                         f"0 frames of '{name}' (missing or empty feature list; if this is "
+                         "video-level data, drop --frame_features)"))
+    lengths = tf.strings.length(frames)
+    wrong = tf.boolean_mask(lengths, lengths != size)
+    bad_length = tf.strings.as_string(tf.concat([wrong, [size]], 0)[0])
+    checks.append(_check(tf.reduce_all(lengths == size), path, index, video_id,
+                         tf.strings.join([f"a '{name}' frame has ", bad_length,
+                                          f" bytes, expected {size} (--feature_sizes)"])))
+
+  with tf.control_dependencies(checks):
+    # num_frames comes from the first feature, as in the starter.
+    num_frames = tf.minimum(tf.size(sequences[config.feature_names[0]]), config.max_frames)
+    num_frames = tf.identity(tf.cast(num_frames, tf.int32))
+    labels_dense = _multi_hot(tf.stack([tf.zeros_like(labels), labels], 1), 1,
+                              config.num_classes)[0]
+  if config.student_frames is None:
+    indices = tf.range(num_frames, dtype=tf.int32)
+  else:
+    stateless_seed = None
+    if config.frame_selection == "random" and not training:
+      # Evaluation: the same frames for a video whatever the order or batch it comes in.
+      stateless_seed = tf.stack(
+          [tf.constant(seed, tf.int64),
+           tf.strings.to_hash_bucket_fast(video_id, 2**62)])
+    indices = frame_selection.select_frames(num_frames, config.student_frames,
+                                            config.frame_selection, config.max_frames,
+                                            stateless_seed)
+  length = config.num_output_frames
+  pad = length - tf.size(indices)
+  parts = []
+  for name, size in zip(config.feature_names, config.feature_sizes):
+    frames = sequences[name]
+    available = tf.size(frames, out_type=tf.int32)
+    # Other features may have fewer frames than the first one: those rows stay zero.
+    picked = tf.gather(frames, tf.minimum(indices, available - 1))
+    values = dequantize(tf.reshape(tf.io.decode_raw(picked, tf.uint8), [-1, size]))
+    values *= tf.cast(indices < available, tf.float32)[:, None]
+    parts.append(tf.pad(values, [[0, pad], [0, 0]]))
+  features = tf.ensure_shape(tf.concat(parts, axis=1), [length, config.feature_dim])
+  return {
+      "video_ids": video_id,
+      "features": features,
+      "num_frames": tf.size(indices, out_type=tf.int32),
+      "labels": labels_dense,
+      "frame_indices": tf.ensure_shape(tf.pad(indices, [[0, pad]], constant_values=-1),
+                                       [length]),
+  }
+
+
+def _parse_video_level(paths, indices, serialized, config: ReaderConfig):
+  """Parses a batch of video-level Examples at once (much faster than one by one)."""
+  spec = {
+      "id": tf.io.FixedLenFeature([], tf.string, default_value=""),
+      "video_id": tf.io.FixedLenFeature([], tf.string, default_value=""),
+      "labels": tf.io.RaggedFeature(tf.int64),
+  }
+  for name in config.feature_names:
+    spec[name] = tf.io.RaggedFeature(tf.float32)
+  parsed = tf.io.parse_example(serialized, spec)
+  video_ids = _video_id(parsed["id"], parsed["video_id"])
+  labels = parsed["labels"]
+  num_rows = tf.shape(serialized)[0]
+
+  def row_check(row_ok, what):
+    # Report the first offending row of the batch.
+    first = tf.argmax(tf.cast(~row_ok, tf.int32), output_type=tf.int32)
+    return _check(tf.reduce_all(row_ok), paths[first], indices[first], video_ids[first], what)
+
+  checks = [row_check(tf.strings.length(video_ids) > 0,
+                      "missing key 'id' (2018+) or 'video_id' (2017)")]
+  if config.require_labels:
+    checks.append(row_check(labels.row_lengths() > 0,
+                            "missing key 'labels' (or an empty label list); unlabelled files can "
+                            "only be used for inference"))
+  label_ok = tf.reduce_all((labels >= 0) & (labels < config.num_classes), axis=1)
+  checks.append(row_check(label_ok, f"a label id is outside [0, {config.num_classes}); is "
+                          "--num_classes right (3862 for 2018+ data, 4716 for 2017)?"))
+  for name, size in zip(config.feature_names, config.feature_sizes):
+    checks.append(row_check(parsed[name].row_lengths() == size,
+                            f"feature '{name}' does not have {size} values (--feature_sizes; "
+                            "if this is frame-level data, pass --frame_features)"))
+  with tf.control_dependencies(checks):
+    features = tf.concat(
+        [parsed[name].to_tensor(shape=[None, size])
+         for name, size in zip(config.feature_names, config.feature_sizes)], axis=1)
+    features = tf.identity(features)
+    pairs = tf.stack([tf.cast(labels.value_rowids(), tf.int64), labels.flat_values], axis=1)
+    labels_dense = _multi_hot(pairs, num_rows, config.num_classes)
+  return {
+      "video_ids": video_ids,
+      "features": features,
+      "num_frames": tf.ones([num_rows], tf.int32),
+      "labels": labels_dense,
+  }
+
+
+def _records(files: Sequence[str], training: bool, num_epochs: int | None, num_readers: int,
+             seed: int | None) -> tf.data.Dataset:
+  """(path, record index, serialized record) triples: file order shuffled per epoch when
+  training, the sorted file order otherwise."""
+
+  def open_file(path):
+    return tf.data.TFRecordDataset(path).enumerate().map(lambda i, r: (path, i, r))
+
+  ds = tf.data.Dataset.from_tensor_slices(list(files))
+  if not training:
+    return ds.flat_map(open_file)
+  ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True).repeat(num_epochs)
+  return ds.interleave(open_file, cycle_length=max(1, min(num_readers, len(files))),
+                       num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
+
+
+def build_dataset(files: Sequence[str],
+                  config: ReaderConfig,
+                  batch_size: int,
+                  training: bool = False,
+                  num_epochs: int | None = None,
+                  shuffle_buffer: int | None = None,
+                  num_readers: int = 8,
+                  drop_remainder: bool = False,
+                  seed: int | None = None) -> tf.data.Dataset:
+  """Batches of one file list.
+
+  Training: files reshuffled every epoch, `num_readers` files read interleaved, records
+  shuffled in a buffer (default 4 batches), repeated `num_epochs` times (None = forever).
+  Evaluation/inference (training=False): one pass in sorted file order, deterministic.
+  """
+  if batch_size <= 0:
+    raise ValueError(f"batch_size must be positive, got {batch_size}")
+  if not files:
+    raise DataError("no input files")
+  records = _records(files, training, num_epochs if training else 1, num_readers, seed)
+  if training:
+    records = records.shuffle(shuffle_buffer or 4 * batch_size, seed=seed)
+  deterministic = not training
+  if config.frame_features:
+    ds = records.map(
+        lambda p, i, r: _parse_frame_level(p, i, r, config, training, seed or 0),
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+  else:
+    ds = records.batch(batch_size, drop_remainder=drop_remainder).map(
+        lambda p, i, r: _parse_video_level(p, i, r, config),
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+  return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def diagnose_files(files: Sequence[str], frame_features: bool | None = None) -> str | None:
+  """Finds the first unreadable record (truncated, bad checksum, not a protobuf) by reading
+  every file again. Only called after a failure, so the happy path pays nothing."""
+  proto = None
+  if frame_features is not None:
+    proto = tf.train.SequenceExample if frame_features else tf.train.Example
+  for path in files:
+    index = 0
+    try:
+      for record in tf.data.TFRecordDataset(path):
+        if proto is not None:
+          try:
+            proto.FromString(record.numpy())
+          except Exception:  # protobuf raises its own DecodeError type
+            return f"{path}: record {index}: not a valid {proto.__name__} protocol buffer"
+        index += 1
+    except tf.errors.DataLossError as e:
+      reason = "truncated" if "truncated" in str(e) else "corrupted (checksum mismatch)"
+      return f"{path}: record {index}: {reason}; the file is damaged, copy or download it again"
+  return None
+
+
+@contextlib.contextmanager
+def data_errors(files: Sequence[str], frame_features: bool | None = None) -> Iterator[None]:
+  """Turns TensorFlow's errors while iterating a reader's dataset into a DataError that names
+  the file and record."""
+  try:
+    yield
+  except tf.errors.InvalidArgumentError as e:
+    found = re.search(_ERROR_MARK + r"\]\s*\[(.*?)" + _ERROR_END, str(e), re.S)
+    if found:
+      # The assertion prints its message as a Python literal: undo the quote escaping.
+      raise DataError(found.group(1).replace("\\'", "'")) from None
+    raise DataError(diagnose_files(files, frame_features) or
+                    f"unreadable input in {len(files)} file(s): {e.message}") from None
+  except tf.errors.DataLossError as e:
+    raise DataError(diagnose_files(files, frame_features) or
+                    f"damaged input in {len(files)} file(s): {e.message}") from None
+
+
+def iterate_numpy(files: Sequence[str], config: ReaderConfig,
+                  batch_size: int) -> Iterator[dict]:
+  """One deterministic pass over the files as numpy batches, with file-naming errors."""
+  ds = build_dataset(files, config, batch_size, training=False)
+  with data_errors(files, config.frame_features):
+    for batch in ds.as_numpy_iterator():
+      yield batch
