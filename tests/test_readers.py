@@ -223,3 +223,12 @@ def test_config_errors():
     readers.ReaderConfig(student_frames=301)
   with pytest.raises(ValueError, match="feature_sizes must be comma-separated integers"):
     readers.parse_feature_flags("rgb", "1024x")
+
+
+def test_labels_only_reads_both_kinds_of_file(tmp_path):
+  frame_file = write_records(tmp_path / "f.tfrecord", [sequence_example("f", labels=(2,))])
+  video_file = write_records(tmp_path / "v.tfrecord", [example("v", labels=(1, 3))])
+  out = read_all([frame_file, video_file], readers.labels_only(num_classes=4))
+  assert out["video_ids"].tolist() == [b"f", b"v"]
+  np.testing.assert_array_equal(out["labels"], [[0, 0, 1, 0], [0, 1, 0, 1]])
+  assert out["features"].shape == (2, 0)

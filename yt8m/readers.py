@@ -63,7 +63,7 @@ class ReaderConfig:
   require_labels: bool = True  # False for inference on unlabelled test files
 
   def __post_init__(self):
-    if not self.feature_names:
+    if not self.feature_names and self.frame_features:
       raise ValueError("feature_names is empty")
     if len(self.feature_names) != len(self.feature_sizes):
       raise ValueError(f"feature_names has {len(self.feature_names)} entries "
@@ -273,7 +273,7 @@ def _parse_video_level(paths, indices, serialized, config: ReaderConfig):
                             "if this is frame-level data, pass --frame_features)"))
   with tf.control_dependencies(checks):
     features = tf.concat(
-        [parsed[name].to_tensor(shape=[None, size])
+        [tf.zeros([num_rows, 0])] + [parsed[name].to_tensor(shape=[None, size])
          for name, size in zip(config.feature_names, config.feature_sizes)], axis=1)
     features = tf.identity(features)
     pairs = tf.stack([tf.cast(labels.value_rowids(), tf.int64), labels.flat_values], axis=1)
@@ -335,6 +335,14 @@ def build_dataset(files: Sequence[str],
         lambda p, i, r: _parse_video_level(p, i, r, config),
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
   return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def labels_only(num_classes: int, require_labels: bool = True) -> ReaderConfig:
+  """Reads just ids and labels, from video-level or frame-level files alike: a
+  SequenceExample's context has the wire format of an Example, so parsing it as one reads
+  `id` and `labels` and skips the frames."""
+  return ReaderConfig(feature_names=(), feature_sizes=(), frame_features=False,
+                      num_classes=num_classes, require_labels=require_labels)
 
 
 def diagnose_files(files: Sequence[str], frame_features: bool | None = None) -> str | None:
