@@ -47,7 +47,7 @@ def _order(major: np.ndarray, scores: np.ndarray, minor: np.ndarray | None,
         _descending_bits(scores) << np.uint64(minor_bits))
     if minor is not None:
       key |= minor.astype(np.uint64)
-    return np.argsort(key, kind="stable")
+    return np.argsort(key)  # (major, score, minor) keys are unique; tie order is irrelevant for AP
   keys = (-scores.astype(np.float64), major) if minor is None else (minor, -scores, major)
   return np.lexsort(keys)
 
@@ -225,7 +225,7 @@ class EvaluationMetrics:
     self._classes.append(classes[keep])
     self._scores.append(scores[keep])
     self._hits.append(hits[keep] > 0)
-    self.positives_per_class += labels.sum(axis=0, dtype=np.float64)
+    self.positives_per_class += labels.sum(axis=0)  # exact: counts per batch < 2**24
     self.num_videos += batch
     self.sum_hit_at_one += hit.sum()
     self.sum_perr += perr.sum()
