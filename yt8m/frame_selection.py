@@ -92,3 +92,31 @@ def select_frames(num_frames: tf.Tensor,
       middle_start + tf.range(n_middle, dtype=tf.int32),
       n - n_last + tf.range(n_last, dtype=tf.int32),
   ], axis=0)
+
+
+def gather_selected(features: tf.Tensor, num_frames: tf.Tensor, k: int, strategy: str,
+                    max_frames: int = 300, seed: int = 0) -> tuple[tf.Tensor, tf.Tensor]:
+  """Applies a strategy to already dense frames (e.g. a serving input).
+
+  Args:
+    features: [B, T, D] frames, zero padded after each row's num_frames.
+    num_frames: [B] real frames per row.
+
+  Returns:
+    ([B, k, D] selected frames, zero padded; [B] selected counts). `random` uses a fixed
+    stateless seed per video length, so serving is deterministic.
+  """
+  length = tf.minimum(tf.cast(num_frames, tf.int32), max_frames)
+
+  def one(args):
+    frames, n = args
+    seed_pair = tf.stack([tf.constant(seed, tf.int64), tf.cast(n, tf.int64)])
+    idx = select_frames(tf.maximum(n, 1), k, strategy, max_frames, seed_pair)
+    picked = tf.gather(frames, idx)
+    return tf.pad(picked, [[0, k - tf.size(idx)], [0, 0]]), tf.size(idx)
+
+  picked, counts = tf.map_fn(
+      one, (features, length),
+      fn_output_signature=(tf.TensorSpec([k, None], features.dtype),
+                           tf.TensorSpec([], tf.int32)))
+  return picked, counts

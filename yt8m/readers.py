@@ -287,7 +287,7 @@ def _parse_video_level(paths, indices, serialized, config: ReaderConfig):
 
 
 def _records(files: Sequence[str], training: bool, num_epochs: int | None, num_readers: int,
-             seed: int | None) -> tf.data.Dataset:
+             seed: int | None, deterministic: bool) -> tf.data.Dataset:
   """(path, record index, serialized record) triples: file order shuffled per epoch when
   training, the sorted file order otherwise."""
 
@@ -299,7 +299,7 @@ def _records(files: Sequence[str], training: bool, num_epochs: int | None, num_r
     return ds.flat_map(open_file)
   ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True).repeat(num_epochs)
   return ds.interleave(open_file, cycle_length=max(1, min(num_readers, len(files))),
-                       num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
+                       num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
 
 
 def build_dataset(files: Sequence[str],
@@ -310,21 +310,28 @@ def build_dataset(files: Sequence[str],
                   shuffle_buffer: int | None = None,
                   num_readers: int = 8,
                   drop_remainder: bool = False,
-                  seed: int | None = None) -> tf.data.Dataset:
+                  seed: int | None = None,
+                  shard: tuple[int, int] | None = None) -> tf.data.Dataset:
   """Batches of one file list.
 
   Training: files reshuffled every epoch, `num_readers` files read interleaved, records
   shuffled in a buffer (default 4 batches), repeated `num_epochs` times (None = forever).
   Evaluation/inference (training=False): one pass in sorted file order, deterministic.
+  A seed makes the training order reproducible too (at some cost in parallelism).
+  shard=(count, index) keeps every count-th record (for workers that share files).
   """
   if batch_size <= 0:
     raise ValueError(f"batch_size must be positive, got {batch_size}")
   if not files:
     raise DataError("no input files")
-  records = _records(files, training, num_epochs if training else 1, num_readers, seed)
+  # Training trades order for speed unless a seed asks for a reproducible run.
+  deterministic = not training or seed is not None
+  records = _records(files, training, num_epochs if training else 1, num_readers, seed,
+                     deterministic)
+  if shard is not None:
+    records = records.shard(*shard)
   if training:
     records = records.shuffle(shuffle_buffer or 4 * batch_size, seed=seed)
-  deterministic = not training
   if config.frame_features:
     ds = records.map(
         lambda p, i, r: _parse_frame_level(p, i, r, config, training, seed or 0),
@@ -335,6 +342,26 @@ def build_dataset(files: Sequence[str],
         lambda p, i, r: _parse_video_level(p, i, r, config),
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
   return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def parse_serialized(serialized: tf.Tensor, config: ReaderConfig) -> dict:
+  """Parses a [N] batch of serialized records in-graph, as `build_dataset` would (used by the
+  exported serving signature). Errors name the record's position in the request."""
+  count = tf.shape(serialized)[0]
+  paths = tf.fill([count], "<request>")
+  indices = tf.range(count, dtype=tf.int64)
+  if not config.frame_features:
+    return _parse_video_level(paths, indices, serialized, config)
+  length = config.num_output_frames
+  signature = {
+      "video_ids": tf.TensorSpec([], tf.string),
+      "features": tf.TensorSpec([length, config.feature_dim], tf.float32),
+      "num_frames": tf.TensorSpec([], tf.int32),
+      "labels": tf.TensorSpec([config.num_classes], tf.float32),
+      "frame_indices": tf.TensorSpec([length], tf.int32),
+  }
+  return tf.map_fn(lambda a: _parse_frame_level(a[0], a[1], a[2], config, False, 0),
+                   (paths, indices, serialized), fn_output_signature=signature)
 
 
 def labels_only(num_classes: int, require_labels: bool = True) -> ReaderConfig:

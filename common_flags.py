@@ -1,0 +1,51 @@
+"""Flags shared by train.py and eval.py: the starter's model hyper-parameter flags.
+
+The starter defined these at import time in frame_level_models.py / video_level_models.py;
+here they are defined once, at the edge, and turned into constructor keyword arguments:
+models never read flags.
+"""
+
+import inspect
+
+from absl import flags
+
+from yt8m import models
+
+flags.DEFINE_integer("moe_num_mixtures", 2, "Number of mixtures (excluding the dummy "
+                     "'expert') used for MoeModel.")
+flags.DEFINE_integer("iterations", 30, "Number of frames per batch for DBoF.")
+flags.DEFINE_bool("dbof_add_batch_norm", True, "Adds batch normalization to the DBoF model.")
+flags.DEFINE_bool("sample_random_frames", True, "If true samples random frames (for frame "
+                  "level models). If false, a random sequence of frames is sampled instead.")
+flags.DEFINE_integer("dbof_cluster_size", 8192, "Number of units in the DBoF cluster layer.")
+flags.DEFINE_integer("dbof_hidden_size", 1024, "Number of units in the DBoF hidden layer.")
+flags.DEFINE_string("dbof_pooling_method", "max", "The pooling method used in the DBoF cluster "
+                    "layer. Choices are 'average' and 'max'.")
+flags.DEFINE_string("dbof_activation", "sigmoid", "The nonlinear activation method for cluster "
+                    "and hidden dense layer, e.g., sigmoid, relu6, etc.")
+flags.DEFINE_string("video_level_classifier_model", "MoeModel", "Some Frame-Level models can "
+                    "be decomposed into a generalized pooling operation followed by a "
+                    "classifier layer")
+flags.DEFINE_integer("lstm_cells", 1024, "Number of LSTM cells.")
+flags.DEFINE_integer("lstm_layers", 2, "Number of LSTM layers.")
+
+FLAGS = flags.FLAGS
+
+MODEL_FLAG_NAMES = ("moe_num_mixtures", "iterations", "dbof_add_batch_norm",
+                    "sample_random_frames", "dbof_cluster_size", "dbof_hidden_size",
+                    "dbof_pooling_method", "dbof_activation", "video_level_classifier_model",
+                    "lstm_cells", "lstm_layers")
+
+
+def model_hparams(model_name: str) -> dict:
+  """The model flags that `model_name`'s constructor takes, as keyword arguments."""
+  if model_name not in models.MODELS:
+    raise ValueError(f"unknown --model {model_name!r}; choose one of "
+                     f"{', '.join(sorted(models.MODELS))}")
+  accepted = inspect.signature(models.MODELS[model_name].__init__).parameters
+  return {name: FLAGS[name].value for name in MODEL_FLAG_NAMES if name in accepted}
+
+
+def explicitly_set_model_flags() -> dict:
+  """Model flags given on this command line (eval.py checks them against the saved run)."""
+  return {name: FLAGS[name].value for name in MODEL_FLAG_NAMES if FLAGS[name].present}

@@ -1,0 +1,124 @@
+"""Trains a YouTube-8M model: the starter's train.py command line on TF2 / Keras 3.
+
+  python train.py --frame_features --model=FrameLevelLogisticModel \
+      --feature_names='rgb,audio' --feature_sizes='1024,128' \
+      --train_data_pattern='DIR/train*.tfrecord' --train_dir=/tmp/yt8m_model --start_new_model
+
+Every flag of the starter's train.py keeps its name, default and meaning. --batch_size is per
+replica (the starter's per-tower batch): the global batch is batch_size x replicas. Runs on
+the CPU, all local GPUs (MirroredStrategy, at most --num_gpu), a cluster named by TF_CONFIG
+(MultiWorkerMirroredStrategy) or a TPU (--tpu). Resuming is the default: the latest
+checkpoint in --train_dir is restored into the model built by the current code and flags.
+"""
+
+import sys
+
+from absl import app, flags, logging
+
+import common_flags
+from yt8m import readers, run_config, train_lib
+
+# Dataset flags.
+flags.DEFINE_string("train_dir", "/tmp/yt8m_model/", "The directory to save the model files in.")
+flags.DEFINE_string("train_data_pattern", "", "File glob for the training dataset. If the "
+                    "files refer to Frame Level features (i.e. tensorflow.SequenceExample), "
+                    "then set --frame_features accordingly.")
+flags.DEFINE_string("feature_names", "mean_rgb", "Name of the feature to use for training.")
+flags.DEFINE_string("feature_sizes", "1024", "Length of the feature vectors.")
+# Model flags.
+flags.DEFINE_bool("frame_features", False, "If set, then --train_data_pattern must be "
+                  "frame-level features. Otherwise, --train_data_pattern must be aggregated "
+                  "video-level features. The model must also be set appropriately (i.e. to "
+                  "read 3D batches VS 4D batches.")
+flags.DEFINE_bool("segment_labels", False, "If set, then --train_data_pattern must be "
+                  "frame-level features (but with segment_labels). Not supported for training "
+                  "yet.")
+flags.DEFINE_string("model", "LogisticModel", "Which architecture to use for the model. "
+                    "Models are defined in yt8m/models.")
+flags.DEFINE_bool("start_new_model", False, "If set, this will not resume from a checkpoint "
+                  "and will instead create a new model instance (removing only the files "
+                  "earlier runs wrote to --train_dir).")
+# Training flags.
+flags.DEFINE_integer("num_gpu", 1, "The maximum number of GPU devices to use for training. "
+                     "Flag only applies if GPUs are installed")
+flags.DEFINE_integer("batch_size", 1024, "How many examples to process per batch for "
+                     "training (per replica).")
+flags.DEFINE_string("label_loss", "CrossEntropyLoss", "Which loss function to use for "
+                    "training the model.")
+flags.DEFINE_float("regularization_penalty", 1.0, "How much weight to give to the "
+                   "regularization loss (the label loss has a weight of 1).")
+flags.DEFINE_float("base_learning_rate", 0.01, "Which learning rate to start with.")
+flags.DEFINE_float("learning_rate_decay", 0.95, "Learning rate decay factor to be applied "
+                   "every learning_rate_decay_examples.")
+flags.DEFINE_float("learning_rate_decay_examples", 4000000, "Multiply current learning rate "
+                   "by learning_rate_decay every learning_rate_decay_examples.")
+flags.DEFINE_integer("num_epochs", 5, "How many passes to make over the dataset before "
+                     "halting training.")
+flags.DEFINE_integer("max_steps", None, "The maximum number of iterations of the training "
+                     "loop.")
+flags.DEFINE_integer("export_model_steps", 1000, "The period, in number of steps, with which "
+                     "the model is checkpointed (and at the end of training).")
+# Other flags.
+flags.DEFINE_integer("num_readers", 8, "How many threads to use for reading input files.")
+flags.DEFINE_string("optimizer", "AdamOptimizer", "What optimizer class to use.")
+flags.DEFINE_float("clip_gradient_norm", 1.0, "Norm to clip gradients to (per tensor).")
+flags.DEFINE_bool("log_device_placement", False, "Whether to write the device on which every "
+                  "op will run into the logs on startup.")
+# Flags the starter did not have.
+flags.DEFINE_integer("num_classes", readers.NUM_CLASSES_2018,
+                     "Vocabulary size: 3862 (2018+ data) or 4716 (2017 data).")
+flags.DEFINE_integer("keep_checkpoints", 5, "How many recent checkpoints to keep.")
+flags.DEFINE_integer("log_every_steps", 1, "Log a training line every N steps (and on every "
+                     "metrics step).")
+flags.DEFINE_integer("shuffle_buffer", None, "Example shuffle buffer (default 4 batches).")
+flags.DEFINE_integer("seed", None, "Seed for weights and data order (default: random).")
+flags.DEFINE_string("tpu", "", "TPU address for TPUStrategy.")
+flags.DEFINE_enum("mixed_precision", "", ["", "mixed_bfloat16"], "Keras mixed precision "
+                  "policy.")
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  import tensorflow as tf
+  tf.debugging.set_log_device_placement(FLAGS.log_device_placement)
+  if FLAGS.seed is not None:
+    import keras
+    keras.utils.set_random_seed(FLAGS.seed)
+  logging.info("Tensorflow version: %s.", tf.__version__)
+  try:
+    if FLAGS.segment_labels:
+      raise ValueError("--segment_labels training is not supported (segment labels are for "
+                       "eval.py and inference.py)")
+    names, sizes = readers.parse_feature_flags(FLAGS.feature_names, FLAGS.feature_sizes)
+    run = run_config.RunConfig(
+        model=FLAGS.model, feature_names=names, feature_sizes=sizes,
+        frame_features=FLAGS.frame_features, label_loss=FLAGS.label_loss,
+        num_classes=FLAGS.num_classes, model_hparams=common_flags.model_hparams(FLAGS.model))
+    run.reader_config()  # checks names/sizes and the frame settings
+    if not FLAGS.train_data_pattern:
+      raise ValueError("--train_data_pattern is required")
+    files = readers.list_files(FLAGS.train_data_pattern)
+    config = train_lib.TrainConfig(
+        train_dir=FLAGS.train_dir, batch_size=FLAGS.batch_size, num_epochs=FLAGS.num_epochs,
+        max_steps=FLAGS.max_steps, base_learning_rate=FLAGS.base_learning_rate,
+        learning_rate_decay=FLAGS.learning_rate_decay,
+        learning_rate_decay_examples=FLAGS.learning_rate_decay_examples,
+        optimizer=FLAGS.optimizer, clip_gradient_norm=FLAGS.clip_gradient_norm,
+        regularization_penalty=FLAGS.regularization_penalty,
+        checkpoint_steps=FLAGS.export_model_steps, keep_checkpoints=FLAGS.keep_checkpoints,
+        num_readers=FLAGS.num_readers, shuffle_buffer=FLAGS.shuffle_buffer,
+        log_every=FLAGS.log_every_steps, seed=FLAGS.seed,
+        mixed_precision=FLAGS.mixed_precision, start_new_model=FLAGS.start_new_model,
+        hparams={f.name: f.value for f in FLAGS.flags_by_module_dict().get(sys.argv[0], [])}
+        | run.model_hparams)
+    strategy = train_lib.make_strategy(FLAGS.tpu, FLAGS.num_gpu)
+    train_lib.train(run, files, config, strategy)
+  except (ValueError, readers.DataError, run_config.RunConfigError, train_lib.TrainError,
+          FloatingPointError) as e:
+    sys.exit(f"train.py: error: {e}")
+
+
+if __name__ == "__main__":
+  app.run(main)

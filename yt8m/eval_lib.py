@@ -1,0 +1,128 @@
+"""Evaluating checkpoints: restore a run's model, score it on a dataset, watch for new ones."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Iterator, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from yt8m import losses, metrics, readers
+from yt8m import run_config as run_config_lib
+from yt8m import train_lib
+
+
+class EvalError(RuntimeError):
+  """No checkpoint to evaluate, or an unusable one."""
+
+
+def checkpoint_step(path: str) -> int:
+  return int(path.rsplit("-", 1)[-1])
+
+
+def load_model(train_dir: str, checkpoint_path: str | None = None,
+               run: run_config_lib.RunConfig | None = None
+               ) -> tuple[run_config_lib.RunConfig, keras.Model, str]:
+  """Rebuilds the run's model from model_flags.json and restores a checkpoint (the latest
+  by default) into it. Fails loudly if any model weight is not in the checkpoint."""
+  run = run or run_config_lib.load(train_dir)
+  path = checkpoint_path or tf.train.latest_checkpoint(train_dir)
+  if not path:
+    raise EvalError(f"no checkpoint in {train_dir}; has train.py saved one yet?")
+  model = train_lib.build_model(run)
+  status = tf.train.Checkpoint(model=model).restore(path)
+  status.assert_existing_objects_matched().expect_partial()  # optimizer slots are not needed
+  return run, model, path
+
+
+def make_predict_fn(model: keras.Model):
+
+  @tf.function
+  def predict(features, num_frames):
+    return model(features, num_frames, training=False)["predictions"]
+
+  return predict
+
+
+def evaluate(model: keras.Model, run: run_config_lib.RunConfig, files: Sequence[str],
+             batch_size: int = 1024, top_k: int = 20, step: int | None = None,
+             log_every: int = 10) -> dict:
+  """One deterministic pass: Hit@1, PERR, GAP@top_k, mAP and the mean label loss."""
+  reader = run.reader_config()
+  loss_fn = losses.build_loss(run.label_loss)
+  predict = make_predict_fn(model)
+  evaluation = metrics.EvaluationMetrics(run.num_classes, top_k)
+  start = time.perf_counter()
+  for index, batch in enumerate(readers.iterate_numpy(files, reader, batch_size)):
+    predictions = predict(batch["features"], batch["num_frames"])
+    loss = loss_fn(predictions=predictions, labels=batch["labels"]).numpy()
+    result = evaluation.accumulate(predictions.numpy(), batch["labels"], loss)
+    if (index + 1) % log_every == 0:
+      logging.info(
+          "examples_processed: %d | global_step %s | Batch Hit@1: %.3f | Batch PERR: %.3f | "
+          "Batch Loss: %.3f | Examples_per_sec: %.3f", evaluation.num_videos, step,
+          result["hit_at_one"], result["perr"], result["loss"],
+          evaluation.num_videos / (time.perf_counter() - start))
+  logging.info("Done with batched inference. Now calculating global performance metrics.")
+  return evaluation.get()
+
+
+def write_summaries(writer, result: dict, step: int) -> None:
+  """The starter's epoch-level eval tags, at the checkpoint's step."""
+  with writer.as_default(step=step):
+    tf.summary.scalar("Epoch/Eval_Avg_Hit@1", result["hit_at_one"])
+    tf.summary.scalar("Epoch/Eval_Avg_Perr", result["perr"])
+    tf.summary.scalar("Epoch/Eval_Avg_Loss", result["loss"])
+    tf.summary.scalar("Epoch/Eval_GAP", result["gap"])
+    tf.summary.scalar("Epoch/Eval_MAP", result["map"])
+  writer.flush()
+
+
+def new_checkpoints(train_dir: str, run_once: bool, interval_secs: float,
+                    timeout_secs: float | None) -> Iterator[str]:
+  """The latest checkpoint once, or every new checkpoint as it appears; sleeps between
+  looks and stops after timeout_secs without a new one (None: never)."""
+  if run_once:
+    latest = tf.train.latest_checkpoint(train_dir)
+    if not latest:
+      raise EvalError(f"no checkpoint in {train_dir}; has train.py saved one yet?")
+    yield latest
+    return
+  last, idle_since = None, time.monotonic()
+  while True:
+    latest = tf.train.latest_checkpoint(train_dir)
+    if latest and latest != last:
+      last = latest
+      yield latest
+      idle_since = time.monotonic()
+      continue
+    if timeout_secs is not None and time.monotonic() - idle_since >= timeout_secs:
+      logging.info("No new checkpoint in %s for %.0f s; stopping.", train_dir, timeout_secs)
+      return
+    time.sleep(interval_secs)
+
+
+def evaluation_loop(train_dir: str, files: Sequence[str], batch_size: int = 1024,
+                    top_k: int = 20, run_once: bool = False, interval_secs: float = 30,
+                    timeout_secs: float | None = None) -> list[dict]:
+  """Evaluates checkpoints of train_dir; TensorBoard events go to train_dir/eval."""
+  run = run_config_lib.load(train_dir)
+  writer = tf.summary.create_file_writer(os.path.join(train_dir, "eval"))
+  results = []
+  for path in new_checkpoints(train_dir, run_once, interval_secs, timeout_secs):
+    logging.info("Loading checkpoint for eval: %s", path)
+    _, model, _ = load_model(train_dir, path, run)
+    step = checkpoint_step(path)
+    result = evaluate(model, run, files, batch_size, top_k, step)
+    result["global_step"] = step
+    logging.info(
+        "epoch/eval number %d | Avg_Hit@1: %.3f | Avg_PERR: %.3f | MAP: %.3f | GAP: %.3f | "
+        "Avg_Loss: %.6f | num_classes: %d", step, result["hit_at_one"], result["perr"],
+        result["map"], result["gap"], result["loss"], result["num_classes_with_positives"])
+    write_summaries(writer, result, step)
+    results.append(result)
+  return results

@@ -1,0 +1,97 @@
+"""The train -> eval/inference contract: what a run is, saved as `model_flags.json`.
+
+The starter wrote {model, feature_names, feature_sizes, frame_features, label_loss} and refused
+to resume a run whose flags differ. We keep those keys (so starter tooling reading the file
+still works) and add what rebuilding the model needs: the model hyper-parameters, the class
+count and the frame budget. eval.py and inference.py rebuild the model from this file alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any
+
+import tensorflow as tf
+
+from yt8m import outputs, readers
+
+MODEL_FLAGS_FILE = "model_flags.json"
+
+
+class RunConfigError(ValueError):
+  """model_flags.json is missing, unreadable, or contradicts the command line."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+  model: str
+  feature_names: tuple[str, ...]
+  feature_sizes: tuple[int, ...]
+  frame_features: bool
+  label_loss: str = "CrossEntropyLoss"
+  num_classes: int = readers.NUM_CLASSES_2018
+  max_frames: int = 300
+  student_frames: int | None = None
+  frame_selection: str = "uniform"
+  model_hparams: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+  def reader_config(self, require_labels: bool = True) -> readers.ReaderConfig:
+    return readers.ReaderConfig(
+        feature_names=self.feature_names, feature_sizes=self.feature_sizes,
+        frame_features=self.frame_features, num_classes=self.num_classes,
+        max_frames=self.max_frames, student_frames=self.student_frames,
+        frame_selection=self.frame_selection, require_labels=require_labels)
+
+  def to_json(self) -> dict:
+    out = dataclasses.asdict(self)
+    # The starter wrote comma-separated strings; keep its format for these keys.
+    out["feature_names"] = ",".join(self.feature_names)
+    out["feature_sizes"] = ",".join(map(str, self.feature_sizes))
+    return out
+
+  @classmethod
+  def from_json(cls, data: dict) -> "RunConfig":
+    names, sizes = readers.parse_feature_flags(str(data["feature_names"]),
+                                               str(data["feature_sizes"]))
+    known = {f.name for f in dataclasses.fields(cls)}
+    fields = {k: v for k, v in data.items() if k in known}
+    fields.update(feature_names=names, feature_sizes=sizes)
+    return cls(**fields)
+
+
+def path(train_dir: str) -> str:
+  return os.path.join(train_dir, MODEL_FLAGS_FILE)
+
+
+def load(train_dir: str) -> RunConfig:
+  file = path(train_dir)
+  if not tf.io.gfile.exists(file):
+    raise RunConfigError(f"{file} not found: is --train_dir a directory written by train.py?")
+  try:
+    with tf.io.gfile.GFile(file) as f:
+      return RunConfig.from_json(json.load(f))
+  except (ValueError, KeyError, TypeError) as e:
+    raise RunConfigError(f"{file} is unreadable: {e}") from None
+
+
+def differences(saved: RunConfig, current: RunConfig) -> list[str]:
+  a, b = saved.to_json(), current.to_json()
+  return [f"{k}: saved {a[k]!r}, now {b[k]!r}" for k in a if a[k] != b[k]]
+
+
+def save_or_check(train_dir: str, config: RunConfig) -> None:
+  """Writes model_flags.json for a new run; for a resumed run, checks that the command line
+  builds the same model (as the starter did) and names every difference."""
+  file = path(train_dir)
+  if tf.io.gfile.exists(file):
+    saved = load(train_dir)
+    diff = differences(saved, config)
+    if diff:
+      raise RunConfigError(
+          f"{file} was written by a different run ({'; '.join(diff)}); resume with the same "
+          "flags, or pass --start_new_model, or use another --train_dir")
+    return
+  with outputs.atomic_output(file, signature="{") as f:
+    json.dump(config.to_json(), f, indent=1, sort_keys=True)
