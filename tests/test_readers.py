@@ -136,14 +136,6 @@ def test_all_real_shards(shared_data):
   assert int((out["labels"].sum(1) > 0).sum()) == 3419  # the validate shards
 
 
-def test_l2_normalisation_keeps_padding_zero():
-  x = np.zeros((1, 3, 4), np.float32)
-  x[0, 0] = [3, 4, 0, 0]
-  out = readers.l2_normalize_frames(x).numpy()
-  np.testing.assert_allclose(out[0, 0], [0.6, 0.8, 0, 0])
-  assert not out[0, 1:].any()
-
-
 # ---------------------------------------------------------------------------- bad input
 
 

@@ -8,7 +8,7 @@ Video-level files hold one `tf.train.Example` per video (`id` or 2017's `video_i
 A batch is a dict:
   video_ids      [B] string
   features       [B, D] (video-level) or [B, T, D] (frame-level) float32, dequantized, raw
-                 (not L2-normalised: models do that, see `l2_normalize_frames`)
+                 (not L2-normalised: models do that, yt8m.models.layers.l2_normalize_frames)
   num_frames     [B] int32: real frames per row (1 for video-level)
   labels         [B, num_classes] float32 multi-hot (all zero for unlabelled test files)
   frame_indices  [B, T] int32 (frame-level only): which original frame each row holds, -1 = pad
@@ -122,12 +122,6 @@ def list_files(pattern: str) -> list[str]:
 def dequantize(quantized: tf.Tensor) -> tf.Tensor:
   """uint8 feature values -> float32 in about [-2, 2]."""
   return tf.cast(quantized, tf.float32) * DEQUANTIZE_SCALE + DEQUANTIZE_BIAS
-
-
-def l2_normalize_frames(features: tf.Tensor) -> tf.Tensor:
-  """The starter's input normalisation: the concatenated features of each frame (or of the
-  video-level vector) scaled to unit L2 norm over the last axis. Zero padding stays zero."""
-  return tf.math.l2_normalize(features, axis=-1, epsilon=1e-12)
 
 
 def _check(ok, path, index, video_id, what):
