@@ -16,12 +16,12 @@ for split in train:1:1500 validate:2:500; do
   fi
 done
 
-# 2. Train the starter's frame-level logistic model (the starter README's command line).
+# 2. Train the starter's frame-level logistic model (the starter README's command line, with
+#    a batch size for 1,500 videos and the 100 classes the data uses).
 $PY train.py --frame_features --model=FrameLevelLogisticModel \
   --feature_names='rgb,audio' --feature_sizes='1024,128' \
-  --train_data_pattern="$OUT/data/train*.tfrecord" --train_dir="$OUT/model" \
-  --batch_size=128 --num_epochs=3 --base_learning_rate=0.01 --start_new_model \
-  --log_every_steps=10
+  --train_data_pattern="$OUT/data/train*.tfrecord" --train_dir="$OUT/model" --start_new_model \
+  --batch_size=128 --num_classes=100 --num_epochs=20 --log_every_steps=20
 
 # 3. Evaluate the last checkpoint.
 $PY eval.py --train_dir="$OUT/model" --eval_data_pattern="$OUT/data/validate*.tfrecord" \
@@ -30,6 +30,6 @@ $PY eval.py --train_dir="$OUT/model" --eval_data_pattern="$OUT/data/validate*.tf
 # 4. Kaggle submission file for the validation videos, then score it.
 $PY inference.py --train_dir="$OUT/model" --input_data_pattern="$OUT/data/validate*.tfrecord" \
   --output_file="$OUT/predictions.csv"
-$PY eval.py --submission_file="$OUT/predictions.csv" \
+$PY eval.py --submission_file="$OUT/predictions.csv" --num_classes=100 \
   --eval_data_pattern="$OUT/data/validate*.tfrecord" --metrics_json="$OUT/csv_scores.json"
 echo "Done: $OUT/eval.json, $OUT/predictions.csv, TensorBoard logs in $OUT/model"
