@@ -93,12 +93,11 @@ def check_against_run(run: run_config.RunConfig) -> None:
 
 
 def evaluate_checkpoints(files) -> dict:
-  if FLAGS.segment_labels:
-    raise ValueError("--segment_labels evaluation is not implemented yet")
   check_against_run(run_config.load(FLAGS.train_dir))
   timeout = None if FLAGS.eval_timeout_secs < 0 else FLAGS.eval_timeout_secs
   results = eval_lib.evaluation_loop(FLAGS.train_dir, files, FLAGS.batch_size, FLAGS.top_k,
-                                     FLAGS.run_once, FLAGS.eval_interval_secs, timeout)
+                                     FLAGS.run_once, FLAGS.eval_interval_secs, timeout,
+                                     FLAGS.segment_labels)
   if not results:
     raise eval_lib.EvalError(f"no checkpoint appeared in {FLAGS.train_dir}")
   return results[-1]

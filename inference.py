@@ -47,8 +47,6 @@ def main(argv):
   try:
     if FLAGS.input_model_tgz and FLAGS.train_dir:
       raise ValueError("give either --train_dir or --input_model_tgz, not both")
-    if FLAGS.segment_labels:
-      raise ValueError("--segment_labels inference is not implemented yet")
     train_dir = FLAGS.train_dir
     if FLAGS.input_model_tgz:
       train_dir = inference_lib.extract_model_tgz(FLAGS.input_model_tgz, FLAGS.untar_model_dir)
@@ -65,9 +63,15 @@ def main(argv):
       if not FLAGS.input_data_pattern:
         raise ValueError("--input_data_pattern is required")
       files = readers.list_files(FLAGS.input_data_pattern)
-      rows = inference_lib.predict_top_k(model, run, files, FLAGS.batch_size, FLAGS.top_k)
-      count = submission.write_csv(FLAGS.output_file, rows)
-      logging.info("Done with inference. The output file was written to %s (%d videos).",
+      if FLAGS.segment_labels:
+        whitelist = inference_lib.read_class_whitelist(FLAGS.segment_label_ids_file)
+        rows = inference_lib.predict_segments(model, run, files, whitelist, FLAGS.batch_size,
+                                              FLAGS.top_k, FLAGS.segment_max_pred)
+        count = submission.write_segment_csv(FLAGS.output_file, rows)
+      else:
+        rows = inference_lib.predict_top_k(model, run, files, FLAGS.batch_size, FLAGS.top_k)
+        count = submission.write_csv(FLAGS.output_file, rows)
+      logging.info("Done with inference. The output file was written to %s (%d rows).",
                    FLAGS.output_file, count)
   except (readers.DataError, run_config.RunConfigError, eval_lib.EvalError, FileExistsError,
           FileNotFoundError, ValueError) as e:

@@ -21,13 +21,18 @@ def frames(num_frames: int, size: int, offset: int = 0) -> np.ndarray:
 
 
 def sequence_example(video_id="vid", labels=(1,), num_frames=5, rgb=None, audio=None,
-                     id_key="id", with_labels=True) -> bytes:
-  """A frame-level record; rgb/audio default to `frames(...)`, pass arrays to override."""
+                     id_key="id", with_labels=True, segments=()) -> bytes:
+  """A frame-level record; rgb/audio default to `frames(...)`, pass arrays to override;
+  segments: 2019 rated (label, start time, score) triples."""
   ex = tf.train.SequenceExample()
   if video_id is not None:
     ex.context.feature[id_key].bytes_list.value.append(video_id.encode())
   if with_labels:
     ex.context.feature["labels"].int64_list.value.extend(labels)
+  for label, start, score in segments:
+    ex.context.feature["segment_labels"].int64_list.value.append(label)
+    ex.context.feature["segment_start_times"].int64_list.value.append(start)
+    ex.context.feature["segment_scores"].float_list.value.append(score)
   rgb = frames(num_frames, 1024) if rgb is None else rgb
   audio = frames(num_frames, 128, offset=7) if audio is None else audio
   for name, values in (("rgb", rgb), ("audio", audio)):

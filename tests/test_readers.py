@@ -224,3 +224,30 @@ def test_labels_only_reads_both_kinds_of_file(tmp_path):
   assert out["video_ids"].tolist() == [b"f", b"v"]
   np.testing.assert_array_equal(out["labels"], [[0, 0, 1, 0], [0, 1, 0, 1]])
   assert out["features"].shape == (2, 0)
+
+
+def test_rated_segments_as_the_starter_reads_them(tmp_path):
+  record = sequence_example("v", num_frames=23,
+                            segments=[(2, 5, 1.0), (4, 5, 0.0), (1, 20, 1.0)])
+  path = write_records(tmp_path / "s.tfrecord", [record])
+  full = read_all([path], readers.ReaderConfig(num_classes=5))["features"][0]
+  out = read_all([path], readers.ReaderConfig(num_classes=5, segment_mode="rated"))
+  assert out["video_ids"].tolist() == [b"v:5", b"v:20"]
+  np.testing.assert_array_equal(out["labels"], [[0, 0, 1, 0, 0], [0, 1, 0, 0, 0]])
+  np.testing.assert_array_equal(out["label_weights"], [[0, 0, 1, 0, 1], [0, 1, 0, 0, 0]])
+  assert out["num_frames"].tolist() == [5, 3]  # the last segment runs past frame 22
+  np.testing.assert_array_equal(out["features"][0], full[5:10])
+  np.testing.assert_array_equal(out["features"][1, :3], full[20:23])
+  assert not out["features"][1, 3:].any()
+
+
+def test_all_segments_for_inference_and_missing_segment_fields(tmp_path):
+  path = write_records(tmp_path / "s.tfrecord", [sequence_example("w", num_frames=12)])
+  out = read_all([path], readers.ReaderConfig(num_classes=5, segment_mode="all",
+                                              require_labels=False))
+  assert out["video_ids"].tolist() == [b"w:0", b"w:5", b"w:10"]
+  assert out["num_frames"].tolist() == [5, 5, 2]
+  expect_error([path], readers.ReaderConfig(num_classes=5, segment_mode="rated"),
+               r"video 'w'\): missing key 'segment_labels'")
+  with pytest.raises(ValueError, match="--segment_labels needs frame-level data"):
+    readers.ReaderConfig(student_frames=5, segment_mode="rated")

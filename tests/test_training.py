@@ -294,3 +294,37 @@ def test_every_model_round_trips_through_a_checkpoint(tmp_path, name):
   train_lib.restore(tf.train.Checkpoint(model=copy), saved)
   np.testing.assert_array_equal(copy(features, num_frames)["predictions"],
                                 original(features, num_frames)["predictions"])
+
+
+def test_segment_evaluation_and_segment_submission(tmp_path, frame_data):
+  train_dir = tmp_path / "seg"
+  run("train.py", "--frame_features", "--model=FrameLevelLogisticModel",
+      "--feature_names=rgb,audio", "--feature_sizes=1024,128", "--num_classes=10",
+      f"--train_data_pattern={frame_data}/train*.tfrecord", f"--train_dir={train_dir}",
+      "--max_steps=3", "--batch_size=8")
+  rated = write_records(tmp_path / "rated.tfrecord", [
+      sequence_example("a", num_frames=30, segments=[(1, 0, 1.0), (2, 10, 0.0), (3, 25, 1.0)]),
+      sequence_example("b", num_frames=12, segments=[(2, 5, 1.0)]),
+  ])
+  proc = run("eval.py", f"--train_dir={train_dir}", f"--eval_data_pattern={rated}",
+             "--run_once", "--segment_labels", f"--metrics_json={tmp_path}/seg.json")
+  assert json.loads((tmp_path / "seg.json").read_text())["num_videos"] == 4  # rated segments
+  events = event_accumulator.EventAccumulator(str(train_dir / "eval"),
+                                              size_guidance={"tensors": 0})
+  events.Reload()
+  assert "Epoch/SegEval_GAP" in events.Tags()["tensors"]
+
+  whitelist = tmp_path / "ids.csv"
+  whitelist.write_text("Index\n1\n2\n3\n")
+  out = tmp_path / "segments.csv"
+  run("inference.py", f"--train_dir={train_dir}", f"--input_data_pattern={rated}",
+      "--segment_labels", f"--segment_label_ids_file={whitelist}", "--segment_max_pred=4",
+      f"--output_file={out}")
+  lines = out.read_text().splitlines()
+  assert lines[0] == "Class,Segments"
+  classes = [int(line.split(",")[0]) for line in lines[1:]]
+  assert classes == sorted(classes) and set(classes) <= {1, 2, 3} and classes
+  all_segments = {"a:0", "a:5", "a:10", "a:15", "a:20", "a:25", "b:0", "b:5", "b:10"}
+  for line in lines[1:]:
+    segments = line.split(",")[1].split()
+    assert 1 <= len(segments) <= 4 and set(segments) <= all_segments

@@ -50,9 +50,12 @@ def make_predict_fn(model: keras.Model):
 
 def evaluate(model: keras.Model, run: run_config_lib.RunConfig, files: Sequence[str],
              batch_size: int = 1024, top_k: int = 20, step: int | None = None,
-             log_every: int = 10) -> dict:
-  """One deterministic pass: Hit@1, PERR, GAP@top_k, mAP and the mean label loss."""
-  reader = run.reader_config()
+             log_every: int = 10, segment_labels: bool = False) -> dict:
+  """One deterministic pass: Hit@1, PERR, GAP@top_k, mAP and the mean label loss.
+
+  segment_labels: score the 2019 rated segments instead of videos; as the starter, the
+  predictions of unrated classes are zeroed (the loss is not)."""
+  reader = run.reader_config(segment_mode="rated" if segment_labels else None)
   loss_fn = losses.build_loss(run.label_loss)
   predict = make_predict_fn(model)
   evaluation = metrics.EvaluationMetrics(run.num_classes, top_k)
@@ -60,7 +63,10 @@ def evaluate(model: keras.Model, run: run_config_lib.RunConfig, files: Sequence[
   for index, batch in enumerate(readers.iterate_numpy(files, reader, batch_size)):
     predictions = predict(batch["features"], batch["num_frames"])
     loss = loss_fn(predictions=predictions, labels=batch["labels"]).numpy()
-    result = evaluation.accumulate(predictions.numpy(), batch["labels"], loss)
+    predictions = predictions.numpy()
+    if segment_labels:
+      predictions *= batch["label_weights"]
+    result = evaluation.accumulate(predictions, batch["labels"], loss)
     if (index + 1) % log_every == 0:
       logging.info(
           "examples_processed: %d | global_step %s | Batch Hit@1: %.3f | Batch PERR: %.3f | "
@@ -71,14 +77,15 @@ def evaluate(model: keras.Model, run: run_config_lib.RunConfig, files: Sequence[
   return evaluation.get()
 
 
-def write_summaries(writer, result: dict, step: int) -> None:
-  """The starter's epoch-level eval tags, at the checkpoint's step."""
+def write_summaries(writer, result: dict, step: int, scope: str = "Eval") -> None:
+  """The starter's epoch-level eval tags (scope SegEval for segments), at the checkpoint's
+  step."""
   with writer.as_default(step=step):
-    tf.summary.scalar("Epoch/Eval_Avg_Hit@1", result["hit_at_one"])
-    tf.summary.scalar("Epoch/Eval_Avg_Perr", result["perr"])
-    tf.summary.scalar("Epoch/Eval_Avg_Loss", result["loss"])
-    tf.summary.scalar("Epoch/Eval_GAP", result["gap"])
-    tf.summary.scalar("Epoch/Eval_MAP", result["map"])
+    tf.summary.scalar(f"Epoch/{scope}_Avg_Hit@1", result["hit_at_one"])
+    tf.summary.scalar(f"Epoch/{scope}_Avg_Perr", result["perr"])
+    tf.summary.scalar(f"Epoch/{scope}_Avg_Loss", result["loss"])
+    tf.summary.scalar(f"Epoch/{scope}_GAP", result["gap"])
+    tf.summary.scalar(f"Epoch/{scope}_MAP", result["map"])
   writer.flush()
 
 
@@ -108,7 +115,8 @@ def new_checkpoints(train_dir: str, run_once: bool, interval_secs: float,
 
 def evaluation_loop(train_dir: str, files: Sequence[str], batch_size: int = 1024,
                     top_k: int = 20, run_once: bool = False, interval_secs: float = 30,
-                    timeout_secs: float | None = None) -> list[dict]:
+                    timeout_secs: float | None = None,
+                    segment_labels: bool = False) -> list[dict]:
   """Evaluates checkpoints of train_dir; TensorBoard events go to train_dir/eval."""
   run = run_config_lib.load(train_dir)
   writer = tf.summary.create_file_writer(os.path.join(train_dir, "eval"))
@@ -117,12 +125,13 @@ def evaluation_loop(train_dir: str, files: Sequence[str], batch_size: int = 1024
     logging.info("Loading checkpoint for eval: %s", path)
     _, model, _ = load_model(train_dir, path, run)
     step = checkpoint_step(path)
-    result = evaluate(model, run, files, batch_size, top_k, step)
+    result = evaluate(model, run, files, batch_size, top_k, step,
+                      segment_labels=segment_labels)
     result["global_step"] = step
     logging.info(
         "epoch/eval number %d | Avg_Hit@1: %.3f | Avg_PERR: %.3f | MAP: %.3f | GAP: %.3f | "
         "Avg_Loss: %.6f | num_classes: %d", step, result["hit_at_one"], result["perr"],
         result["map"], result["gap"], result["loss"], result["num_classes_with_positives"])
-    write_summaries(writer, result, step)
+    write_summaries(writer, result, step, "SegEval" if segment_labels else "Eval")
     results.append(result)
   return results

@@ -9,6 +9,7 @@ import time
 from typing import Iterator, Sequence
 
 import keras
+import numpy as np
 import tensorflow as tf
 from absl import logging
 
@@ -78,3 +79,63 @@ def extract_model_tgz(tgz_path: str, untar_dir: str) -> str:
                          "by inference.py --output_model_tgz?")
       tar.extractall(untar_dir, filter="data")  # refuses absolute paths and links
   return untar_dir
+
+
+# 2019 segment challenge: a row per class, its segments by descending confidence.
+
+
+def read_class_whitelist(path: str) -> np.ndarray:
+  """Class ids of segment_label_ids.csv (header `Index`, one id per line; other non-integer
+  lines are skipped, as the starter did)."""
+  if not tf.io.gfile.exists(path):
+    raise FileNotFoundError(f"--segment_label_ids_file {path} not found")
+  with tf.io.gfile.GFile(path) as f:
+    ids = [int(line) for line in (raw.strip() for raw in f) if line.isdigit()]
+  if not ids:
+    raise ValueError(f"--segment_label_ids_file {path} lists no class ids")
+  return np.unique(ids)
+
+
+def _top_per_class(classes, scores, segments, cap):
+  """Keeps each class's `cap` best (score desc, then earlier segment) entries."""
+  order = np.lexsort((segments, -scores, classes))
+  classes, scores, segments = classes[order], scores[order], segments[order]
+  start = np.searchsorted(classes, classes, side="left")
+  keep = np.arange(classes.size) - start < cap
+  return classes[keep], scores[keep], segments[keep]
+
+
+def predict_segments(model: keras.Model, run: run_config_lib.RunConfig, files: Sequence[str],
+                     whitelist: np.ndarray, batch_size: int = 512, top_k: int = 20,
+                     max_per_class: int = 100_000) -> Iterator[tuple[int, list[str]]]:
+  """(class, segment ids by descending confidence) for every whitelisted class that has a
+  candidate: each 5-frame segment nominates its top_k whitelisted classes, and a class keeps
+  its max_per_class most confident segments."""
+  if not run.frame_features:
+    raise ValueError("segment predictions need a frame-level model (--frame_features)")
+  if whitelist.max() >= run.num_classes:
+    raise ValueError(f"the class whitelist has id {whitelist.max()} >= num_classes "
+                     f"{run.num_classes}")
+  allowed = np.full(run.num_classes, -np.inf, np.float32)
+  allowed[whitelist] = 0.0  # added to the scores: other classes are never selected
+  predict = eval_lib.make_predict_fn(model)
+  reader = run.reader_config(require_labels=False, segment_mode="all")
+  segment_ids: list[str] = []
+  kept = (np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros(0, np.int64))
+  pending = []
+  for batch in readers.iterate_numpy(files, reader, batch_size):
+    scores = predict(batch["features"], batch["num_frames"]).numpy() + allowed
+    classes, top = metrics.top_k_sorted(scores, top_k)
+    rows, cols = np.nonzero(classes >= 0)
+    pending.append((classes[rows, cols], top[rows, cols], rows + len(segment_ids)))
+    segment_ids.extend(v.decode() for v in batch["video_ids"])
+    if sum(p[0].size for p in pending) > 4 * max_per_class * whitelist.size:
+      kept = _top_per_class(*(np.concatenate(x) for x in zip(kept, *pending)), max_per_class)
+      pending = []
+  kept = _top_per_class(*(np.concatenate(x) for x in zip(kept, *pending)), max_per_class)
+  logging.info("%d segments, %d class rows", len(segment_ids), np.unique(kept[0]).size)
+  classes, _, segments = kept
+  bounds = np.flatnonzero(np.diff(classes)) + 1
+  for group_classes, group_segments in zip(np.split(classes, bounds), np.split(segments, bounds)):
+    if group_classes.size:
+      yield int(group_classes[0]), [segment_ids[i] for i in group_segments]

@@ -39,6 +39,7 @@ _QUANTIZED_RANGE = MAX_QUANTIZED_VALUE - MIN_QUANTIZED_VALUE
 DEQUANTIZE_SCALE = _QUANTIZED_RANGE / 255.0
 DEQUANTIZE_BIAS = _QUANTIZED_RANGE / 512.0 + MIN_QUANTIZED_VALUE
 
+SEGMENT_SIZE = 5  # frames (seconds) per 2019 segment
 NUM_CLASSES_2018 = 3862  # 2018+ vocabulary (default)
 NUM_CLASSES_2017 = 4716
 
@@ -61,6 +62,10 @@ class ReaderConfig:
   student_frames: int | None = None  # k; None = every frame (teacher)
   frame_selection: str = "uniform"
   require_labels: bool = True  # False for inference on unlabelled test files
+  # 2019 segments: "rated" = one row per rated start time with the segment scores as labels
+  # (evaluation, as the starter's segment reader); "all" = every consecutive 5-frame segment
+  # (inference). Rows are segments, ids "<video>:<start>".
+  segment_mode: str | None = None
 
   def __post_init__(self):
     if not self.feature_names and self.frame_features:
@@ -82,6 +87,11 @@ class ReaderConfig:
         raise ValueError(f"student_frames must be in [1, {self.max_frames}], "
                          f"got {self.student_frames}")
     frame_selection.check_strategy(self.frame_selection)
+    if self.segment_mode not in (None, "rated", "all"):
+      raise ValueError(f"segment_mode must be None, 'rated' or 'all', got {self.segment_mode!r}")
+    if self.segment_mode and (not self.frame_features or self.student_frames):
+      raise ValueError("--segment_labels needs frame-level data and a model that sees every "
+                       "frame (a segment is 5 frames)")
 
   @property
   def feature_dim(self) -> int:
@@ -90,6 +100,8 @@ class ReaderConfig:
   @property
   def num_output_frames(self) -> int:
     """T, the padded frame axis of a frame-level batch."""
+    if self.segment_mode:
+      return SEGMENT_SIZE
     return self.student_frames or self.max_frames
 
 
@@ -156,6 +168,58 @@ def _label_checks(labels, config, path, index, video_id):
   return checks
 
 
+def _segment_checks(context, config, path, index, video_id):
+  labels = context["segment_labels"].values
+  starts = context["segment_start_times"].values
+  scores = context["segment_scores"].values
+  same = (tf.size(labels) == tf.size(starts)) & (tf.size(labels) == tf.size(scores))
+  return [
+      _check(tf.size(labels) > 0, path, index, video_id,
+             "missing key 'segment_labels' (no rated segments); --segment_labels evaluation "
+             "needs the 2019 segment-rated files"),
+      _check(same, path, index, video_id, "segment_labels, segment_start_times and "
+             "segment_scores differ in length"),
+      _check(tf.reduce_all((labels >= 0) & (labels < config.num_classes)), path, index,
+             video_id, f"a segment label is outside [0, {config.num_classes}) (--num_classes)"),
+      _check(tf.reduce_all((starts >= 0) & (starts < config.max_frames)), path, index, video_id,
+             f"a segment start time is outside [0, {config.max_frames})"),
+  ]
+
+
+def _segments(frames, num_frames, video_id, context, config: ReaderConfig):
+  """One video's [max_frames, D] frames -> its segments, each SEGMENT_SIZE frames.
+
+  "rated": one segment per distinct rated start time (all labels rated at that start share
+  it), labels = the scores, label_weights = 1 where rated. "all": segments at 0, 5, 10, ...
+  covering the video. num_frames is the segment's real frame count (the last one may be
+  shorter; the starter's reader said 5 for every segment).
+  """
+  if config.segment_mode == "rated":
+    starts, row = tf.unique(tf.cast(context["segment_start_times"].values, tf.int32))
+    pairs = tf.stack([tf.cast(row, tf.int64), context["segment_labels"].values], axis=1)
+    shape = tf.stack([tf.cast(tf.size(starts), tf.int64), config.num_classes])
+    labels = tf.scatter_nd(pairs, context["segment_scores"].values, shape)
+    weights = tf.minimum(tf.scatter_nd(pairs, tf.ones_like(context["segment_scores"].values),
+                                       shape), 1.0)
+  else:
+    starts = tf.range(0, num_frames, SEGMENT_SIZE, dtype=tf.int32)
+    labels = weights = tf.zeros([tf.size(starts), config.num_classes])
+  offsets = starts[:, None] + tf.range(SEGMENT_SIZE, dtype=tf.int32)[None, :]  # [S, 5]
+  real = offsets < num_frames
+  segment_frames = tf.gather(frames, tf.minimum(offsets, config.max_frames - 1))
+  segment_frames *= tf.cast(real, frames.dtype)[..., None]
+  count = tf.size(starts)
+  return {
+      "video_ids": tf.strings.join([tf.fill([count], video_id), tf.strings.as_string(starts)],
+                                   ":"),
+      "features": tf.ensure_shape(segment_frames, [None, SEGMENT_SIZE, config.feature_dim]),
+      "num_frames": tf.maximum(tf.reduce_sum(tf.cast(real, tf.int32), axis=1), 1),
+      "labels": labels,
+      "label_weights": weights,
+      "frame_indices": tf.where(real, offsets, -1),
+  }
+
+
 def _video_id(ids, video_ids):
   # 2018+ files use `id`, 2017 files `video_id`; whichever is present wins.
   return tf.where(tf.strings.length(ids) > 0, ids, video_ids)
@@ -169,6 +233,10 @@ def _parse_frame_level(path, index, serialized, config: ReaderConfig, training: 
           "id": tf.io.FixedLenFeature([], tf.string, default_value=""),
           "video_id": tf.io.FixedLenFeature([], tf.string, default_value=""),
           "labels": tf.io.VarLenFeature(tf.int64),
+          **({"segment_labels": tf.io.VarLenFeature(tf.int64),
+              "segment_start_times": tf.io.VarLenFeature(tf.int64),
+              "segment_scores": tf.io.VarLenFeature(tf.float32)}
+             if config.segment_mode == "rated" else {}),
       },
       sequence_features={
           name: tf.io.FixedLenSequenceFeature([], tf.string, allow_missing=True)
@@ -180,7 +248,10 @@ def _parse_frame_level(path, index, serialized, config: ReaderConfig, training: 
       _check(tf.strings.length(video_id) > 0, path, index, video_id,
              "missing key 'id' (2018+) or 'video_id' (2017)")
   ]
-  checks += _label_checks(labels, config, path, index, video_id)
+  if config.segment_mode == "rated":
+    checks += _segment_checks(context, config, path, index, video_id)
+  else:
+    checks += _label_checks(labels, config, path, index, video_id)
   for name, size in zip(config.feature_names, config.feature_sizes):
     frames = sequences[name]
     checks.append(_check(tf.size(frames) > 0, path, index, video_id,
@@ -211,7 +282,7 @@ def _parse_frame_level(path, index, serialized, config: ReaderConfig, training: 
     indices = frame_selection.select_frames(num_frames, config.student_frames,
                                             config.frame_selection, config.max_frames,
                                             stateless_seed)
-  length = config.num_output_frames
+  length = config.max_frames if config.segment_mode else config.num_output_frames
   pad = length - tf.size(indices)
   parts = []
   for name, size in zip(config.feature_names, config.feature_sizes):
@@ -222,6 +293,8 @@ def _parse_frame_level(path, index, serialized, config: ReaderConfig, training: 
     values = dequantize(tf.reshape(tf.io.decode_raw(picked, tf.uint8), [-1, size]))
     values *= tf.cast(indices < available, tf.float32)[:, None]
     parts.append(tf.pad(values, [[0, pad], [0, 0]]))
+  if config.segment_mode:
+    return _segments(tf.concat(parts, axis=1), num_frames, video_id, context, config)
   features = tf.ensure_shape(tf.concat(parts, axis=1), [length, config.feature_dim])
   return {
       "video_ids": video_id,
@@ -330,6 +403,8 @@ def build_dataset(files: Sequence[str],
     ds = records.map(
         lambda p, i, r: _parse_frame_level(p, i, r, config, training, seed or 0),
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+    if config.segment_mode:
+      ds = ds.unbatch()  # a row per segment
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
   else:
     ds = records.batch(batch_size, drop_remainder=drop_remainder).map(

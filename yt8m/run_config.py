@@ -37,12 +37,14 @@ class RunConfig:
   frame_selection: str = "uniform"
   model_hparams: dict[str, Any] = dataclasses.field(default_factory=dict)
 
-  def reader_config(self, require_labels: bool = True) -> readers.ReaderConfig:
+  def reader_config(self, require_labels: bool = True,
+                    segment_mode: str | None = None) -> readers.ReaderConfig:
     return readers.ReaderConfig(
         feature_names=self.feature_names, feature_sizes=self.feature_sizes,
         frame_features=self.frame_features, num_classes=self.num_classes,
         max_frames=self.max_frames, student_frames=self.student_frames,
-        frame_selection=self.frame_selection, require_labels=require_labels)
+        frame_selection=self.frame_selection, require_labels=require_labels,
+        segment_mode=segment_mode)
 
   def to_json(self) -> dict:
     out = dataclasses.asdict(self)

@@ -38,6 +38,21 @@ def write_csv(path: str, rows: Iterable[tuple[str, Sequence[int], Sequence[float
   return count
 
 
+SEGMENT_HEADER = "Class,Segments"
+
+
+def write_segment_csv(path: str, rows: Iterable[tuple[int, Sequence[str]]]) -> int:
+  """The 2019 segment submission: `<class>,<video:start> <video:start> ...` rows, segments by
+  descending confidence; written atomically. Returns the number of rows."""
+  count = 0
+  with outputs.atomic_output(path, signature=SEGMENT_HEADER) as f:
+    f.write(SEGMENT_HEADER + "\n")
+    for class_id, segments in rows:
+      f.write(f"{int(class_id)},{' '.join(segments)}\n")
+      count += 1
+  return count
+
+
 @dataclasses.dataclass
 class Submission:
   predictions: dict[str, tuple[np.ndarray, np.ndarray]]  # video id -> (classes, scores)
