@@ -116,7 +116,11 @@ def main(argv):
   except (readers.DataError, submission.SubmissionError, run_config.RunConfigError,
           eval_lib.EvalError, FileExistsError, ValueError) as e:
     sys.exit(f"eval.py: error: {e}")
-  print(format_metrics(result))
+  if "teacher" in result:
+    print("teacher: " + format_metrics(result["teacher"]))
+    print("student: " + format_metrics(result))
+  else:
+    print(format_metrics(result))
 
 
 if __name__ == "__main__":

@@ -11,12 +11,14 @@ the CPU, all local GPUs (MirroredStrategy, at most --num_gpu), a cluster named b
 checkpoint in --train_dir is restored into the model built by the current code and flags.
 """
 
+import dataclasses
 import sys
 
+import tensorflow as tf
 from absl import app, flags, logging
 
 import common_flags
-from yt8m import readers, run_config, train_lib
+from yt8m import distill, frame_selection, readers, run_config, train_lib
 
 # Dataset flags.
 flags.DEFINE_string("train_dir", "/tmp/yt8m_model/", "The directory to save the model files in.")
@@ -75,13 +77,65 @@ flags.DEFINE_integer("seed", None, "Seed for weights and data order (default: ra
 flags.DEFINE_string("tpu", "", "TPU address for TPUStrategy.")
 flags.DEFINE_enum("mixed_precision", "", ["", "mixed_bfloat16"], "Keras mixed precision "
                   "policy.")
+# Few-frame students and distillation (docs/DISTILLATION.md).
+flags.DEFINE_integer("student_frames", None, "The model sees only this many frames of each "
+                     "video (k), chosen by --frame_selection before decoding. Without a "
+                     "teacher this is the paper's 'model with k frames' baseline.")
+flags.DEFINE_enum("frame_selection", "uniform", list(frame_selection.STRATEGIES),
+                  "Which k frames a student sees.")
+flags.DEFINE_string("teacher_dir", "", "Serial distillation: a trained teacher's --train_dir; "
+                    "the teacher is frozen and only the student trains.")
+flags.DEFINE_enum("distillation", "", ["", "serial", "parallel"], "parallel: teacher (all "
+                  "frames, same --model and flags) and student train together; the teacher "
+                  "learns from its own label loss only. serial: needs --teacher_dir (the "
+                  "default when it is given).")
+flags.DEFINE_float("ce_weight", 1.0, "Weight of the student's label loss L_CE.")
+flags.DEFINE_float("rep_weight", 1.0, "Weight of L_rep = ||E_T - E_S||^2.")
+flags.DEFINE_float("pred_weight", 1.0, "Weight of L_pred (teacher vs student probabilities).")
+flags.DEFINE_float("intermediate_weight", 0.0, "Weight of the H-RNN block-encoding match.")
+flags.DEFINE_enum("pred_loss", "mse", list(distill.PRED_LOSSES), "L_pred: squared error "
+                  "(the paper) or per-class binary KL.")
+flags.DEFINE_string("init_from", "", "A new run starts from the model weights of this "
+                    "checkpoint or train_dir (e.g. fine-tuning a distilled student on L_CE).")
 FLAGS = flags.FLAGS
+
+
+def distillation_record(run: run_config.RunConfig) -> dict | None:
+  """What model_flags.json says about the teacher: mode, the teacher's run and the weights."""
+  mode = FLAGS.distillation or ("serial" if FLAGS.teacher_dir else "")
+  if not mode:
+    if FLAGS.teacher_dir:
+      raise ValueError("--teacher_dir is for --distillation=serial")
+    return None
+  if not FLAGS.student_frames:
+    raise ValueError(f"--distillation={mode} needs --student_frames (the student's k)")
+  if mode == "serial":
+    if not FLAGS.teacher_dir:
+      raise ValueError("--distillation=serial needs --teacher_dir (a trained teacher)")
+    teacher = run_config.load(FLAGS.teacher_dir)
+    if teacher.student_frames or teacher.distillation:
+      raise ValueError(f"--teacher_dir {FLAGS.teacher_dir} holds a student, not a teacher")
+    for key in ("feature_names", "feature_sizes", "frame_features", "num_classes"):
+      if getattr(teacher, key) != getattr(run, key):
+        raise ValueError(f"--teacher_dir {FLAGS.teacher_dir} has {key}="
+                         f"{getattr(teacher, key)!r}, the student {getattr(run, key)!r}")
+    checkpoint = tf.train.latest_checkpoint(FLAGS.teacher_dir)
+    if not checkpoint:
+      raise ValueError(f"--teacher_dir {FLAGS.teacher_dir} has no checkpoint")
+    extra = {"teacher_dir": FLAGS.teacher_dir, "teacher_checkpoint": checkpoint}
+  else:
+    if FLAGS.teacher_dir:
+      raise ValueError("--teacher_dir is for serial distillation; parallel trains its teacher")
+    teacher = dataclasses.replace(run, student_frames=None, frame_selection="uniform")
+    extra = {}
+  weights = distill.LossWeights(FLAGS.ce_weight, FLAGS.rep_weight, FLAGS.pred_weight,
+                                FLAGS.intermediate_weight, FLAGS.pred_loss)
+  return {"mode": mode, "teacher": teacher.to_json(), **extra, **dataclasses.asdict(weights)}
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  import tensorflow as tf
   tf.debugging.set_log_device_placement(FLAGS.log_device_placement)
   if FLAGS.seed is not None:
     import keras
@@ -95,8 +149,16 @@ def main(argv):
     run = run_config.RunConfig(
         model=FLAGS.model, feature_names=names, feature_sizes=sizes,
         frame_features=FLAGS.frame_features, label_loss=FLAGS.label_loss,
-        num_classes=FLAGS.num_classes, model_hparams=common_flags.model_hparams(FLAGS.model))
+        num_classes=FLAGS.num_classes, student_frames=FLAGS.student_frames,
+        frame_selection=FLAGS.frame_selection,
+        model_hparams=common_flags.model_hparams(FLAGS.model))
     run.reader_config()  # checks names/sizes and the frame settings
+    run = dataclasses.replace(run, distillation=distillation_record(run))
+    init_from = FLAGS.init_from
+    if init_from and tf.io.gfile.isdir(init_from):
+      init_from = tf.train.latest_checkpoint(init_from) or ""
+      if not init_from:
+        raise ValueError(f"--init_from {FLAGS.init_from} has no checkpoint")
     if not FLAGS.train_data_pattern:
       raise ValueError("--train_data_pattern is required")
     files = readers.list_files(FLAGS.train_data_pattern)
@@ -111,6 +173,7 @@ def main(argv):
         num_readers=FLAGS.num_readers, shuffle_buffer=FLAGS.shuffle_buffer,
         log_every=FLAGS.log_every_steps, seed=FLAGS.seed,
         mixed_precision=FLAGS.mixed_precision, start_new_model=FLAGS.start_new_model,
+        init_from=init_from,
         hparams={f.name: f.value for f in FLAGS.flags_by_module_dict().get(sys.argv[0], [])}
         | run.model_hparams)
     strategy = train_lib.make_strategy(FLAGS.tpu, FLAGS.num_gpu)

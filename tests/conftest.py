@@ -69,3 +69,20 @@ def shared_data():
     pytest.skip(f"real YouTube-8M data not present at {SHARED} (it sits beside the checkout "
                 "as ../shared/data/yt8m)")
   return SHARED
+
+
+@pytest.fixture(scope="session")
+def frame_data(tmp_path_factory):
+  """Tiny frame-level shards: 24 videos whose label is visible in their frames."""
+  folder = tmp_path_factory.mktemp("frames")
+  rng = np.random.default_rng(0)
+  for shard in range(2):
+    records = []
+    for i in range(12):
+      label = int(rng.integers(0, 4))
+      n = int(rng.integers(3, 40))
+      rgb = rng.integers(0, 256, (n, 1024)).astype(np.uint8)
+      rgb[:, label * 10:(label + 1) * 10] = 255
+      records.append(sequence_example(f"s{shard}v{i}", labels=(label,), num_frames=n, rgb=rgb))
+    write_records(folder / f"train{shard}.tfrecord", records)
+  return folder

@@ -28,23 +28,6 @@ def run(script, *args, check=True):
 
 
 @pytest.fixture(scope="module")
-def frame_data(tmp_path_factory):
-  """Tiny frame-level shards: 24 videos whose label is visible in their frames."""
-  folder = tmp_path_factory.mktemp("frames")
-  rng = np.random.default_rng(0)
-  for shard in range(2):
-    records = []
-    for i in range(12):
-      label = int(rng.integers(0, 4))
-      n = int(rng.integers(3, 40))
-      rgb = rng.integers(0, 256, (n, 1024)).astype(np.uint8)
-      rgb[:, label * 10:(label + 1) * 10] = 255
-      records.append(sequence_example(f"s{shard}v{i}", labels=(label,), num_frames=n, rgb=rgb))
-    write_records(folder / f"train{shard}.tfrecord", records)
-  return folder
-
-
-@pytest.fixture(scope="module")
 def video_run(tmp_path_factory):
   """A trained MoE video-level run (shared by the eval/inference/export tests)."""
   train_dir = tmp_path_factory.mktemp("run") / "moe"

@@ -39,6 +39,14 @@ def load_model(train_dir: str, checkpoint_path: str | None = None,
   return run, model, path
 
 
+def load_parallel_teacher(run: run_config_lib.RunConfig, checkpoint_path: str) -> keras.Model:
+  """The teacher trained alongside a parallel-distilled student (same checkpoint)."""
+  teacher = train_lib.build_model(run.teacher)
+  status = tf.train.Checkpoint(teacher=teacher).restore(checkpoint_path)
+  status.assert_existing_objects_matched().expect_partial()
+  return teacher
+
+
 def make_predict_fn(model: keras.Model):
 
   @tf.function
@@ -89,6 +97,13 @@ def write_summaries(writer, result: dict, step: int, scope: str = "Eval") -> Non
   writer.flush()
 
 
+def _log_result(result: dict, step: int, who: str = "") -> None:
+  logging.info(
+      "%sepoch/eval number %d | Avg_Hit@1: %.3f | Avg_PERR: %.3f | MAP: %.3f | GAP: %.3f | "
+      "Avg_Loss: %.6f | num_classes: %d", who, step, result["hit_at_one"], result["perr"],
+      result["map"], result["gap"], result["loss"], result["num_classes_with_positives"])
+
+
 def new_checkpoints(train_dir: str, run_once: bool, interval_secs: float,
                     timeout_secs: float | None) -> Iterator[str]:
   """The latest checkpoint once, or every new checkpoint as it appears; sleeps between
@@ -125,13 +140,18 @@ def evaluation_loop(train_dir: str, files: Sequence[str], batch_size: int = 1024
     logging.info("Loading checkpoint for eval: %s", path)
     _, model, _ = load_model(train_dir, path, run)
     step = checkpoint_step(path)
+    scope = "SegEval" if segment_labels else "Eval"
     result = evaluate(model, run, files, batch_size, top_k, step,
                       segment_labels=segment_labels)
     result["global_step"] = step
-    logging.info(
-        "epoch/eval number %d | Avg_Hit@1: %.3f | Avg_PERR: %.3f | MAP: %.3f | GAP: %.3f | "
-        "Avg_Loss: %.6f | num_classes: %d", step, result["hit_at_one"], result["perr"],
-        result["map"], result["gap"], result["loss"], result["num_classes_with_positives"])
-    write_summaries(writer, result, step, "SegEval" if segment_labels else "Eval")
+    _log_result(result, step)
+    write_summaries(writer, result, step, scope)
+    if run.distillation and run.distillation["mode"] == "parallel":
+      # Side by side: the teacher trained in the same run, on every frame.
+      teacher = load_parallel_teacher(run, path)
+      result["teacher"] = evaluate(teacher, run.teacher, files, batch_size, top_k, step,
+                                   segment_labels=segment_labels)
+      _log_result(result["teacher"], step, "teacher ")
+      write_summaries(writer, result["teacher"], step, "Teacher_" + scope)
     results.append(result)
   return results

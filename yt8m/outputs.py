@@ -37,10 +37,17 @@ def atomic_output(path: str, signature: str) -> Iterator[IO[str]]:
       tf.io.gfile.remove(temporary)
 
 
-def write_metrics_json(path: str, metrics: dict) -> None:
-  """The --metrics_json file: hit_at_one, perr, gap, map, num_videos (and loss if known)."""
+def _metric_values(metrics: dict) -> dict:
   keys = METRICS_JSON_KEYS + (("loss",) if "loss" in metrics else ())
-  values = {key: (int(metrics[key]) if key == "num_videos" else float(metrics[key]))
-            for key in keys}
+  return {key: (int(metrics[key]) if key == "num_videos" else float(metrics[key]))
+          for key in keys}
+
+
+def write_metrics_json(path: str, metrics: dict) -> None:
+  """The --metrics_json file: hit_at_one, perr, gap, map, num_videos (and loss if known);
+  for a parallel-distilled student also "teacher": the same keys for its teacher."""
+  values = _metric_values(metrics)
+  if "teacher" in metrics:
+    values["teacher"] = _metric_values(metrics["teacher"])
   with atomic_output(path, signature='{"hit_at_one":') as f:
-    f.write(json.dumps(values).replace(", ", ",\n ") + "\n")
+    f.write(json.dumps(values, indent=1) + "\n")

@@ -66,6 +66,9 @@ class ReaderConfig:
   # (evaluation, as the starter's segment reader); "all" = every consecutive 5-frame segment
   # (inference). Rows are segments, ids "<video>:<start>".
   segment_mode: str | None = None
+  # Distillation: also hand over every frame of the same videos, for the teacher
+  # (teacher_features [max_frames, D], teacher_num_frames).
+  teacher_frames: bool = False
 
   def __post_init__(self):
     if not self.feature_names and self.frame_features:
@@ -89,6 +92,8 @@ class ReaderConfig:
     frame_selection.check_strategy(self.frame_selection)
     if self.segment_mode not in (None, "rated", "all"):
       raise ValueError(f"segment_mode must be None, 'rated' or 'all', got {self.segment_mode!r}")
+    if self.teacher_frames and not self.student_frames:
+      raise ValueError("teacher_frames needs student_frames (a student's k frames)")
     if self.segment_mode and (not self.frame_features or self.student_frames):
       raise ValueError("--segment_labels needs frame-level data and a model that sees every "
                        "frame (a segment is 5 frames)")
@@ -225,6 +230,18 @@ def _video_id(ids, video_ids):
   return tf.where(tf.strings.length(ids) > 0, ids, video_ids)
 
 
+def _select(num_frames, video_id, config: ReaderConfig, training: bool, seed: int):
+  """The student's frame indices for one video."""
+  stateless_seed = None
+  if config.frame_selection == "random" and not training:
+    # Evaluation: the same frames for a video whatever the order or batch it comes in.
+    stateless_seed = tf.stack(
+        [tf.constant(seed, tf.int64), tf.strings.to_hash_bucket_fast(video_id, 2**62)])
+  return frame_selection.select_frames(num_frames, config.student_frames,
+                                       config.frame_selection, config.max_frames,
+                                       stateless_seed)
+
+
 def _parse_frame_level(path, index, serialized, config: ReaderConfig, training: bool,
                        seed: int):
   context, sequences = tf.io.parse_single_sequence_example(
@@ -270,19 +287,12 @@ def _parse_frame_level(path, index, serialized, config: ReaderConfig, training: 
     num_frames = tf.identity(tf.cast(num_frames, tf.int32))
     labels_dense = _multi_hot(tf.stack([tf.zeros_like(labels), labels], 1), 1,
                               config.num_classes)[0]
-  if config.student_frames is None:
+  if config.student_frames is None or config.teacher_frames:
     indices = tf.range(num_frames, dtype=tf.int32)
   else:
-    stateless_seed = None
-    if config.frame_selection == "random" and not training:
-      # Evaluation: the same frames for a video whatever the order or batch it comes in.
-      stateless_seed = tf.stack(
-          [tf.constant(seed, tf.int64),
-           tf.strings.to_hash_bucket_fast(video_id, 2**62)])
-    indices = frame_selection.select_frames(num_frames, config.student_frames,
-                                            config.frame_selection, config.max_frames,
-                                            stateless_seed)
-  length = config.max_frames if config.segment_mode else config.num_output_frames
+    indices = _select(num_frames, video_id, config, training, seed)
+  full_length = config.segment_mode or config.teacher_frames
+  length = config.max_frames if full_length else config.num_output_frames
   pad = length - tf.size(indices)
   parts = []
   for name, size in zip(config.feature_names, config.feature_sizes):
@@ -296,7 +306,17 @@ def _parse_frame_level(path, index, serialized, config: ReaderConfig, training: 
   if config.segment_mode:
     return _segments(tf.concat(parts, axis=1), num_frames, video_id, context, config)
   features = tf.ensure_shape(tf.concat(parts, axis=1), [length, config.feature_dim])
+  extra = {}
+  if config.teacher_frames:
+    # The teacher sees every frame; the student's k are gathered from them (no second decode).
+    extra = {"teacher_features": features, "teacher_num_frames": num_frames}
+    indices = _select(num_frames, video_id, config, training, seed)
+    pad = config.student_frames - tf.size(indices)
+    features = tf.ensure_shape(tf.pad(tf.gather(features, indices), [[0, pad], [0, 0]]),
+                               [config.student_frames, config.feature_dim])
+    length = config.student_frames
   return {
+      **extra,
       "video_ids": video_id,
       "features": features,
       "num_frames": tf.size(indices, out_type=tf.int32),

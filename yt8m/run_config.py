@@ -36,6 +36,15 @@ class RunConfig:
   student_frames: int | None = None
   frame_selection: str = "uniform"
   model_hparams: dict[str, Any] = dataclasses.field(default_factory=dict)
+  # A distilled student: {"mode": "serial"|"parallel", "teacher": <the teacher's RunConfig
+  # json>, "teacher_dir": ... (serial), the loss weights}. None for ordinary training.
+  distillation: dict[str, Any] | None = None
+
+  @property
+  def teacher(self) -> "RunConfig | None":
+    if not self.distillation:
+      return None
+    return RunConfig.from_json(self.distillation["teacher"])
 
   def reader_config(self, require_labels: bool = True,
                     segment_mode: str | None = None) -> readers.ReaderConfig:

@@ -26,7 +26,7 @@ import tensorflow as tf
 from absl import logging
 from tensorboard.plugins.hparams import api as hparams_api
 
-from yt8m import losses, metrics, models, readers
+from yt8m import distill, losses, metrics, models, readers
 from yt8m import run_config as run_config_lib
 
 CHECKPOINT_NAME = "model.ckpt"  # files model.ckpt-<step>.{index,data-*}, as the starter's
@@ -57,6 +57,7 @@ class TrainConfig:
   seed: int | None = None
   mixed_precision: str = ""  # "" or "mixed_bfloat16"
   start_new_model: bool = False
+  init_from: str = ""  # a new run starts from this checkpoint's model weights (fine-tuning)
   hparams: dict = dataclasses.field(default_factory=dict)  # logged to TensorBoard
 
 
@@ -224,6 +225,10 @@ def restore(checkpoint: tf.train.Checkpoint, path: str) -> None:
 # ----------------------------------------------------------------------------------- data
 
 
+_STEP_KEYS = ("features", "num_frames", "labels")
+_TEACHER_KEYS = ("teacher_features", "teacher_num_frames", "frame_indices")
+
+
 def _training_dataset(strategy, files, reader, config: TrainConfig, global_batch: int,
                       repeat: bool):
   # The starter trained on the final smaller batch too; TPUs need static shapes.
@@ -243,7 +248,8 @@ def _training_dataset(strategy, files, reader, config: TrainConfig, global_batch
         num_readers=config.num_readers, drop_remainder=drop_remainder, seed=config.seed,
         shard=shard)
     # Strings cannot go to accelerators; the step needs only these.
-    return ds.map(lambda b: {k: b[k] for k in ("features", "num_frames", "labels")})
+    keys = _STEP_KEYS + (_TEACHER_KEYS if reader.teacher_frames else ())
+    return ds.map(lambda b: {k: b[k] for k in keys})
 
   return strategy.distribute_datasets_from_function(dataset_fn)
 
@@ -275,7 +281,14 @@ def train(run: run_config_lib.RunConfig, train_files: Sequence[str], config: Tra
     prepare_train_dir(config.train_dir, config.start_new_model)
     run_config_lib.save_or_check(config.train_dir, run)
 
+  teacher_run = run.teacher
+  parallel = bool(teacher_run) and run.distillation["mode"] == "parallel"
+  weights = distill.LossWeights(**{k: run.distillation[k] for k in (
+      "ce_weight", "rep_weight", "pred_weight", "intermediate_weight", "pred_loss")}
+                                ) if teacher_run else distill.LossWeights()
   reader = run.reader_config()
+  if teacher_run:
+    reader = dataclasses.replace(reader, teacher_frames=True)
   dataset = _training_dataset(strategy, train_files, reader, config, global_batch,
                               repeat=multi_worker)
   loss_fn = losses.build_loss(run.label_loss)
@@ -283,52 +296,85 @@ def train(run: run_config_lib.RunConfig, train_files: Sequence[str], config: Tra
                           config.learning_rate_decay_examples, global_batch)
   with strategy.scope():
     model = build_model(run)
+    teacher = build_model(teacher_run) if teacher_run else None
+    if teacher is not None and not parallel:
+      teacher.trainable = False  # serial: frozen; student losses reach it through stop_gradient
+    # Parallel: one optimizer over both; the teacher's gradient comes from its own label loss
+    # only, because the student's terms see the teacher through tf.stop_gradient.
+    variables = model.trainable_variables + (teacher.trainable_variables if parallel else [])
     optimizer = make_optimizer(config.optimizer, schedule)
-    optimizer.build(model.trainable_variables)
+    optimizer.build(variables)
     epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch)
+    objects = dict(model=model, optimizer=optimizer, epoch=epoch)
+    if parallel:
+      objects["teacher"] = teacher
+    checkpoint = tf.train.Checkpoint(**objects)
   manager = tf.train.CheckpointManager(checkpoint, work_dir, max_to_keep=config.keep_checkpoints,
                                        checkpoint_name=CHECKPOINT_NAME)
+  if teacher is not None and not parallel:
+    teacher_checkpoint = run.distillation["teacher_checkpoint"]
+    logging.info("Teacher (frozen): %s", teacher_checkpoint)
+    tf.train.Checkpoint(model=teacher).restore(
+        teacher_checkpoint).assert_existing_objects_matched().expect_partial()
   if manager.latest_checkpoint:
     logging.info("Restoring from %s (the current code and flags are used).",
                  manager.latest_checkpoint)
     restore(checkpoint, manager.latest_checkpoint)
+  elif config.init_from:
+    logging.info("Starting from the model weights of %s.", config.init_from)
+    tf.train.Checkpoint(model=model).restore(
+        config.init_from).assert_existing_objects_matched().expect_partial()
   step = int(optimizer.iterations.numpy())
   if config.max_steps and step >= config.max_steps:
     logging.info("Step %d already reaches --max_steps=%d; nothing to do.", step,
                  config.max_steps)
     return {"step": step, "model": model}
 
-  variables = model.trainable_variables
+  def label_and_reg(net, out, labels):
+    predictions = tf.cast(out["predictions"], tf.float32)
+    # Mean over the global batch as it is (a final batch may be smaller): each replica's
+    # share, so that summing over replicas gives the mean.
+    label_loss = tf.nn.compute_average_loss(loss_fn(predictions=predictions, labels=labels))
+    reg_loss = tf.add_n(net.losses) if net.losses else tf.constant(0.0)
+    # Every replica holds the same weights: each adds its share of the penalty so that the
+    # summed gradient carries it exactly once.
+    return predictions, label_loss, tf.cast(reg_loss, tf.float32) / replicas
 
   def replica_step(batch):
     with tf.GradientTape() as tape:
       out = model(batch["features"], batch["num_frames"], training=True)
-      predictions = tf.cast(out["predictions"], tf.float32)
-      per_example = loss_fn(predictions=predictions, labels=batch["labels"])
-      # Mean over the global batch as it is (a final batch may be smaller): each replica's
-      # share, so that summing over replicas gives the mean.
-      label_loss = tf.nn.compute_average_loss(per_example)
-      reg_loss = tf.add_n(model.losses) if model.losses else tf.constant(0.0)
-      # Every replica holds the same weights: each adds its share of the penalty so that the
-      # summed gradient carries it exactly once.
-      reg_share = tf.cast(reg_loss, tf.float32) / replicas
-      total = label_loss + config.regularization_penalty * reg_share
+      predictions, label_loss, reg_share = label_and_reg(model, out, batch["labels"])
+      total = weights.ce_weight * label_loss + config.regularization_penalty * reg_share
+      logs = {"label_loss": label_loss, "reg_loss": reg_share}
+      if teacher is not None:
+        teacher_out = teacher(batch["teacher_features"], batch["teacher_num_frames"],
+                              training=parallel)
+        terms = distill.student_terms(teacher_out, out, batch["frame_indices"], weights,
+                                      getattr(model, "hrnn_block_frames", None),
+                                      getattr(teacher, "hrnn_block_frames", None))
+        for name, per_example in terms.items():
+          logs[name] = tf.nn.compute_average_loss(per_example)
+          total += getattr(weights, name.replace("_loss", "_weight")) * logs[name]
+        if parallel:
+          _, teacher_label, teacher_reg = label_and_reg(teacher, teacher_out, batch["labels"])
+          total += teacher_label + config.regularization_penalty * teacher_reg
+          logs["teacher/label_loss"] = teacher_label
+      logs["total_loss"] = total
     grads = tape.gradient(total, variables)
     grads = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, grads)
     if config.clip_gradient_norm > 0:  # per tensor, as the starter
       grads = [tf.clip_by_norm(g, config.clip_gradient_norm) for g in grads]
     optimizer.apply(grads, variables)
-    return {"label_loss": label_loss, "reg_loss": reg_share, "predictions": predictions,
-            "labels": batch["labels"], "batch_size": tf.shape(batch["labels"])[0]}
+    return {**logs, "predictions": predictions, "labels": batch["labels"],
+            "batch_size": tf.shape(batch["labels"])[0]}
 
   def make_step(with_outputs):
 
     @tf.function
     def step_fn(batch):
       out = strategy.run(replica_step, args=(batch,))
-      result = {k: strategy.reduce(tf.distribute.ReduceOp.SUM, out[k], axis=None)
-                for k in ("label_loss", "reg_loss", "batch_size")}
+      result = {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
+                for k, v in out.items() if k not in ("predictions", "labels")}
       if with_outputs:
         result["predictions"] = strategy.gather(out["predictions"], axis=0)
         result["labels"] = strategy.gather(out["labels"], axis=0)
@@ -364,11 +410,17 @@ def train(run: run_config_lib.RunConfig, train_files: Sequence[str], config: Tra
       examples_per_second = float(out["batch_size"]) / seconds
       line = (f"training step {step} | Loss: {label_loss:.2f} "
               f"Examples/sec: {examples_per_second:.2f}")
+      terms = {k: float(v) for k, v in out.items()
+               if k.endswith("_loss") and k not in ("label_loss", "reg_loss")}
+      if teacher is not None:
+        line += " | " + " ".join(f"{k}: {v:.3f}" for k, v in terms.items())
       with writer.as_default(step=step):
         tf.summary.scalar("learning_rate", schedule(step - 1))
         tf.summary.scalar("label_loss", label_loss)
         if config.regularization_penalty != 0:
           tf.summary.scalar("reg_loss", reg_loss)
+        for name, value in terms.items() if teacher is not None else ():
+          tf.summary.scalar(name, value)
         if with_metrics:
           batch_metrics = metrics.EvaluationMetrics(run.num_classes)
           batch_metrics.accumulate(out["predictions"].numpy(), out["labels"].numpy())

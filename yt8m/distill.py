@@ -1,0 +1,113 @@
+"""Teacher -> student matching losses (Bhardwaj et al.), per example, for multi-label data.
+
+  L_rep   ||E_T - E_S||^2: squared distance of the final video representations.
+  L_pred  sum over classes of (P_T - P_S)^2 (the paper's squared error), or with
+          pred_loss="kl" the per-class binary KL(P_T || P_S) summed over classes. Not a
+          softmax KL: YouTube-8M classes are independent sigmoids (the authors' code
+          renormalised them into one distribution).
+  L_int   intermediate representations: each student H-RNN block is matched to the teacher
+          block that covers the same time (by the mean source frame index of the student
+          block's frames), squared distance averaged over the student's real blocks.
+
+Teacher outputs always enter through tf.stop_gradient: student losses never move the teacher.
+The terms are sums over dimensions, as in the paper, so their sizes differ by orders of
+magnitude (L_CE sums over thousands of classes); --ce_weight, --rep_weight, --pred_weight and
+--intermediate_weight scale them (docs/DISTILLATION.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import tensorflow as tf
+
+PRED_LOSSES = ("mse", "kl")
+_EPSILON = 1e-6
+
+
+@dataclasses.dataclass(frozen=True)
+class LossWeights:
+  ce_weight: float = 1.0
+  rep_weight: float = 1.0
+  pred_weight: float = 1.0
+  intermediate_weight: float = 0.0
+  pred_loss: str = "mse"
+
+  def __post_init__(self):
+    if self.pred_loss not in PRED_LOSSES:
+      raise ValueError(f"--pred_loss must be one of {PRED_LOSSES}, got {self.pred_loss!r}")
+    for name in ("ce_weight", "rep_weight", "pred_weight", "intermediate_weight"):
+      if getattr(self, name) < 0:
+        raise ValueError(f"--{name} must be >= 0, got {getattr(self, name)}")
+
+
+def representation_loss(teacher: tf.Tensor, student: tf.Tensor) -> tf.Tensor:
+  """[B, H], [B, H] -> [B] squared distance."""
+  if teacher.shape[-1] != student.shape[-1]:
+    raise ValueError(f"teacher and student representations differ in size ({teacher.shape[-1]} "
+                     f"vs {student.shape[-1]}); L_rep needs the same family and sizes")
+  return tf.reduce_sum(tf.square(tf.stop_gradient(teacher) - student), axis=-1)
+
+
+def prediction_loss(teacher: tf.Tensor, student: tf.Tensor, kind: str = "mse") -> tf.Tensor:
+  """[B, C] probabilities -> [B]."""
+  p_t = tf.stop_gradient(tf.cast(teacher, tf.float32))
+  p_s = tf.cast(student, tf.float32)
+  if kind == "mse":
+    return tf.reduce_sum(tf.square(p_t - p_s), axis=-1)
+  p_t = tf.clip_by_value(p_t, _EPSILON, 1 - _EPSILON)
+  p_s = tf.clip_by_value(p_s, _EPSILON, 1 - _EPSILON)
+  kl = p_t * tf.math.log(p_t / p_s) + (1 - p_t) * tf.math.log((1 - p_t) / (1 - p_s))
+  return tf.reduce_sum(kl, axis=-1)
+
+
+def intermediate_loss(teacher_blocks: tf.Tensor, student_blocks: tf.Tensor,
+                      student_mask: tf.Tensor, frame_indices: tf.Tensor,
+                      student_block_frames: int, teacher_block_frames: int) -> tf.Tensor:
+  """Matches each student block to the teacher block covering the same time.
+
+  Args:
+    teacher_blocks: [B, Nt, H] teacher block encodings (blocks of teacher_block_frames).
+    student_blocks: [B, Ns, H] student block encodings (blocks of student_block_frames of the
+      student's own frames).
+    student_mask: [B, Ns] 1 for student blocks holding a real frame.
+    frame_indices: [B, k] source frame index of each student frame (-1 = padding).
+
+  Returns:
+    [B] mean squared distance over the student's real blocks.
+  """
+  num_blocks = tf.shape(student_blocks)[1]
+  k = tf.shape(frame_indices)[1]
+  padded = tf.pad(frame_indices, [[0, 0], [0, num_blocks * student_block_frames - k]],
+                  constant_values=-1)
+  blocks = tf.reshape(padded, [-1, num_blocks, student_block_frames])
+  real = tf.cast(blocks >= 0, tf.float32)
+  position = tf.reduce_sum(tf.cast(blocks, tf.float32) * real, -1) / tf.maximum(
+      tf.reduce_sum(real, -1), 1.0)
+  teacher_index = tf.minimum(tf.cast(position, tf.int32) // teacher_block_frames,
+                             tf.shape(teacher_blocks)[1] - 1)
+  matched = tf.gather(tf.stop_gradient(teacher_blocks), teacher_index, batch_dims=1)
+  distance = tf.reduce_sum(tf.square(matched - student_blocks), axis=-1) * student_mask
+  return tf.reduce_sum(distance, axis=1) / tf.maximum(tf.reduce_sum(student_mask, axis=1), 1.0)
+
+
+def student_terms(teacher_out: dict, student_out: dict, frame_indices: tf.Tensor,
+                  weights: LossWeights, student_block_frames: int | None = None,
+                  teacher_block_frames: int | None = None) -> dict[str, tf.Tensor]:
+  """The weighted matching terms (per example [B]) that are switched on."""
+  terms = {}
+  if weights.rep_weight:
+    terms["rep_loss"] = representation_loss(teacher_out["representation"],
+                                            student_out["representation"])
+  if weights.pred_weight:
+    terms["pred_loss"] = prediction_loss(teacher_out["predictions"], student_out["predictions"],
+                                         weights.pred_loss)
+  if weights.intermediate_weight:
+    if "intermediates" not in teacher_out or "intermediates" not in student_out:
+      raise ValueError("--intermediate_weight needs models with intermediate representations "
+                       "(HierarchicalLstmModel)")
+    terms["intermediate_loss"] = intermediate_loss(
+        teacher_out["intermediates"], student_out["intermediates"],
+        student_out["intermediate_mask"], frame_indices, student_block_frames,
+        teacher_block_frames)
+  return terms
