@@ -100,37 +100,15 @@ flags.DEFINE_string("init_from", "", "A new run starts from the model weights of
 FLAGS = flags.FLAGS
 
 
-def distillation_record(run: run_config.RunConfig) -> dict | None:
-  """What model_flags.json says about the teacher: mode, the teacher's run and the weights."""
+def with_distillation(run: run_config.RunConfig) -> run_config.RunConfig:
   mode = FLAGS.distillation or ("serial" if FLAGS.teacher_dir else "")
   if not mode:
     if FLAGS.teacher_dir:
-      raise ValueError("--teacher_dir is for --distillation=serial")
-    return None
-  if not FLAGS.student_frames:
-    raise ValueError(f"--distillation={mode} needs --student_frames (the student's k)")
-  if mode == "serial":
-    if not FLAGS.teacher_dir:
-      raise ValueError("--distillation=serial needs --teacher_dir (a trained teacher)")
-    teacher = run_config.load(FLAGS.teacher_dir)
-    if teacher.student_frames or teacher.distillation:
-      raise ValueError(f"--teacher_dir {FLAGS.teacher_dir} holds a student, not a teacher")
-    for key in ("feature_names", "feature_sizes", "frame_features", "num_classes"):
-      if getattr(teacher, key) != getattr(run, key):
-        raise ValueError(f"--teacher_dir {FLAGS.teacher_dir} has {key}="
-                         f"{getattr(teacher, key)!r}, the student {getattr(run, key)!r}")
-    checkpoint = tf.train.latest_checkpoint(FLAGS.teacher_dir)
-    if not checkpoint:
-      raise ValueError(f"--teacher_dir {FLAGS.teacher_dir} has no checkpoint")
-    extra = {"teacher_dir": FLAGS.teacher_dir, "teacher_checkpoint": checkpoint}
-  else:
-    if FLAGS.teacher_dir:
-      raise ValueError("--teacher_dir is for serial distillation; parallel trains its teacher")
-    teacher = dataclasses.replace(run, student_frames=None, frame_selection="uniform")
-    extra = {}
+      raise ValueError("--teacher_dir needs --student_frames (serial distillation)")
+    return run
   weights = distill.LossWeights(FLAGS.ce_weight, FLAGS.rep_weight, FLAGS.pred_weight,
                                 FLAGS.intermediate_weight, FLAGS.pred_loss)
-  return {"mode": mode, "teacher": teacher.to_json(), **extra, **dataclasses.asdict(weights)}
+  return run_config.with_teacher(run, mode, dataclasses.asdict(weights), FLAGS.teacher_dir)
 
 
 def main(argv):
@@ -153,7 +131,7 @@ def main(argv):
         frame_selection=FLAGS.frame_selection,
         model_hparams=common_flags.model_hparams(FLAGS.model))
     run.reader_config()  # checks names/sizes and the frame settings
-    run = dataclasses.replace(run, distillation=distillation_record(run))
+    run = with_distillation(run)
     init_from = FLAGS.init_from
     if init_from and tf.io.gfile.isdir(init_from):
       init_from = tf.train.latest_checkpoint(init_from) or ""

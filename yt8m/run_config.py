@@ -106,3 +106,43 @@ def save_or_check(train_dir: str, config: RunConfig) -> None:
     return
   with outputs.atomic_output(file, signature="{") as f:
     json.dump(config.to_json(), f, indent=1, sort_keys=True)
+
+
+def with_teacher(student: RunConfig, mode: str, weights: dict,
+                 teacher_dir: str | None = None,
+                 parallel_teacher: RunConfig | None = None) -> RunConfig:
+  """The student's run with its distillation record.
+
+  mode "serial": the teacher is the trained run in teacher_dir (its latest checkpoint, frozen).
+  mode "parallel": the teacher, trained alongside, is parallel_teacher, by default the
+  student's model and hyper-parameters on every frame.
+  weights: the distill.LossWeights fields.
+  """
+  if not student.student_frames:
+    raise RunConfigError(f"--distillation={mode} needs --student_frames (the student's k)")
+  if mode == "serial":
+    if not teacher_dir:
+      raise RunConfigError("--distillation=serial needs --teacher_dir (a trained teacher)")
+    teacher = load(teacher_dir)
+    if teacher.student_frames or teacher.distillation:
+      raise RunConfigError(f"--teacher_dir {teacher_dir} holds a student, not a teacher")
+    for key in ("feature_names", "feature_sizes", "frame_features", "num_classes"):
+      if getattr(teacher, key) != getattr(student, key):
+        raise RunConfigError(f"--teacher_dir {teacher_dir} has {key}="
+                             f"{getattr(teacher, key)!r}, the student "
+                             f"{getattr(student, key)!r}")
+    checkpoint = tf.train.latest_checkpoint(teacher_dir)
+    if not checkpoint:
+      raise RunConfigError(f"--teacher_dir {teacher_dir} has no checkpoint")
+    extra = {"teacher_dir": teacher_dir, "teacher_checkpoint": checkpoint}
+  elif mode == "parallel":
+    if teacher_dir:
+      raise RunConfigError("--teacher_dir is for serial distillation; parallel trains its "
+                           "teacher")
+    teacher = parallel_teacher or dataclasses.replace(student, student_frames=None,
+                                                      frame_selection="uniform")
+    extra = {}
+  else:
+    raise RunConfigError(f"unknown distillation mode {mode!r}")
+  record = {"mode": mode, "teacher": teacher.to_json(), **extra, **weights}
+  return dataclasses.replace(student, distillation=record)
