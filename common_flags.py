@@ -29,21 +29,45 @@ flags.DEFINE_string("video_level_classifier_model", "MoeModel", "Some Frame-Leve
 flags.DEFINE_integer("lstm_cells", 1024, "Number of LSTM cells.")
 flags.DEFINE_integer("lstm_layers", 2, "Number of LSTM layers.")
 
+# The distillation teachers (names as in WILLOW's and linrongc's YouTube-8M code).
+flags.DEFINE_integer("hrnn_block_frames", 15, "HierarchicalLstmModel: frames per block of the "
+                     "lower LSTM (the paper's l).")
+flags.DEFINE_integer("netvlad_cluster_size", 256, "NetVladModel: clusters (audio uses half).")
+flags.DEFINE_integer("netvlad_hidden_size", 1024, "NetVladModel: hidden layer width.")
+flags.DEFINE_bool("netvlad_add_batch_norm", True, "NetVladModel: batch norm on the inputs and "
+                  "cluster assignment.")
+flags.DEFINE_bool("netvlad_relu", False, "NetVladModel: batch norm + relu6 on the hidden layer.")
+flags.DEFINE_bool("gating", True, "NetVladModel: context gating after the hidden layer.")
+flags.DEFINE_bool("moe_prob_gating", True, "NetVladModel: context gating of the probabilities.")
+flags.DEFINE_integer("nextvlad_cluster_size", 128, "NeXtVladModel: clusters.")
+flags.DEFINE_integer("nextvlad_hidden_size", 2048, "NeXtVladModel: hidden layer width.")
+flags.DEFINE_integer("groups", 8, "NeXtVladModel: groups.")
+flags.DEFINE_integer("expansion", 2, "NeXtVladModel: expansion factor.")
+flags.DEFINE_integer("gating_reduction", 8, "NeXtVladModel: SE context gating reduction.")
+flags.DEFINE_float("drop_rate", 0.5, "NeXtVladModel: dropout on the VLAD vector (training).")
+
 FLAGS = flags.FLAGS
 
 MODEL_FLAG_NAMES = ("moe_num_mixtures", "iterations", "dbof_add_batch_norm",
                     "sample_random_frames", "dbof_cluster_size", "dbof_hidden_size",
                     "dbof_pooling_method", "dbof_activation", "video_level_classifier_model",
-                    "lstm_cells", "lstm_layers")
+                    "lstm_cells", "lstm_layers", "hrnn_block_frames", "netvlad_cluster_size",
+                    "netvlad_hidden_size", "netvlad_add_batch_norm", "netvlad_relu", "gating",
+                    "moe_prob_gating", "nextvlad_cluster_size", "nextvlad_hidden_size",
+                    "groups", "expansion", "gating_reduction", "drop_rate")
 
 
-def model_hparams(model_name: str) -> dict:
-  """The model flags that `model_name`'s constructor takes, as keyword arguments."""
+def model_hparams(model_name: str, feature_sizes: tuple[int, ...] = ()) -> dict:
+  """The model flags that `model_name`'s constructor takes, as keyword arguments (and, for
+  the two-branch VLAD models, the rgb width: the first of --feature_sizes)."""
   if model_name not in models.MODELS:
     raise ValueError(f"unknown --model {model_name!r}; choose one of "
                      f"{', '.join(sorted(models.MODELS))}")
   accepted = inspect.signature(models.MODELS[model_name].__init__).parameters
-  return {name: FLAGS[name].value for name in MODEL_FLAG_NAMES if name in accepted}
+  hparams = {name: FLAGS[name].value for name in MODEL_FLAG_NAMES if name in accepted}
+  if "rgb_size" in accepted and feature_sizes:
+    hparams["rgb_size"] = feature_sizes[0]
+  return hparams
 
 
 def explicitly_set_model_flags() -> dict:

@@ -129,7 +129,7 @@ def main(argv):
         frame_features=FLAGS.frame_features, label_loss=FLAGS.label_loss,
         num_classes=FLAGS.num_classes, student_frames=FLAGS.student_frames,
         frame_selection=FLAGS.frame_selection,
-        model_hparams=common_flags.model_hparams(FLAGS.model))
+        model_hparams=common_flags.model_hparams(FLAGS.model, sizes))
     run.reader_config()  # checks names/sizes and the frame settings
     run = with_distillation(run)
     init_from = FLAGS.init_from

@@ -14,9 +14,14 @@ C, D = 7, 12
 SMALL = {
     "DbofModel": dict(iterations=5, dbof_cluster_size=8, dbof_hidden_size=8),
     "LstmModel": dict(lstm_cells=6),
+    "HierarchicalLstmModel": dict(lstm_cells=3, hrnn_block_frames=4),
+    "NetVladModel": dict(rgb_size=8, netvlad_cluster_size=4, netvlad_hidden_size=5),
+    "NeXtVladModel": dict(rgb_size=8, nextvlad_cluster_size=4, nextvlad_hidden_size=5,
+                          groups=2, gating_reduction=2),
 }
 REPRESENTATION_SIZE = {"LogisticModel": D, "MoeModel": D, "FrameLevelLogisticModel": D,
-                       "DbofModel": 8, "LstmModel": 6}
+                       "DbofModel": 8, "LstmModel": 6, "HierarchicalLstmModel": 12,
+                       "NetVladModel": 5, "NeXtVladModel": 5}
 
 
 def build(name, **hparams):
@@ -38,9 +43,10 @@ def inputs(name, seed=0):
   return videos([9, 4, 1], 9, seed)
 
 
-def test_registry_covers_the_starter_models():
+def test_registry_covers_the_starter_and_teacher_models():
   assert set(models.MODELS) == {"LogisticModel", "MoeModel", "FrameLevelLogisticModel",
-                                "DbofModel", "LstmModel"}
+                                "DbofModel", "LstmModel", "HierarchicalLstmModel",
+                                "NetVladModel", "NeXtVladModel"}
   assert models.VIDEO_LEVEL_MODELS | models.FRAME_LEVEL_MODELS == set(models.MODELS)
   assert not models.VIDEO_LEVEL_MODELS & models.FRAME_LEVEL_MODELS
 
@@ -94,7 +100,7 @@ def test_build_from_shape_creates_weights(name):
 
 def test_unknown_model_lists_valid_names():
   with pytest.raises(ValueError, match="DbofModel.*LstmModel"):
-    models.build_model("NetVladModel", C)
+    models.build_model("NetRVladModel", C)
 
 
 def test_unknown_hparam_is_rejected():

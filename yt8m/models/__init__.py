@@ -11,6 +11,7 @@ from __future__ import annotations
 import keras
 
 from yt8m.models.frame_level import DbofModel, FrameLevelLogisticModel, LstmModel
+from yt8m.models.teachers import HierarchicalLstmModel, NetVladModel, NeXtVladModel
 from yt8m.models.video_level import LogisticModel, MoeModel
 
 MODELS = {
@@ -19,9 +20,13 @@ MODELS = {
     "FrameLevelLogisticModel": FrameLevelLogisticModel,
     "DbofModel": DbofModel,
     "LstmModel": LstmModel,
+    "HierarchicalLstmModel": HierarchicalLstmModel,
+    "NetVladModel": NetVladModel,
+    "NeXtVladModel": NeXtVladModel,
 }
 VIDEO_LEVEL_MODELS = frozenset({"LogisticModel", "MoeModel"})
-FRAME_LEVEL_MODELS = frozenset({"FrameLevelLogisticModel", "DbofModel", "LstmModel"})
+FRAME_LEVEL_MODELS = frozenset({"FrameLevelLogisticModel", "DbofModel", "LstmModel",
+                                "HierarchicalLstmModel", "NetVladModel", "NeXtVladModel"})
 
 
 def hparam_names(name: str) -> tuple[str, ...]:

@@ -1,0 +1,622 @@
+"""The teacher families of Bhardwaj et al. (CVPR'19): hierarchical LSTM, gated NetVLAD and
+NeXtVLAD. Each is an ordinary frame-level model ([B, T, D] frames in), so the same class is a
+teacher on all 300 frames and a student on k of them.
+
+Every model L2-normalises each frame, then uses only each video's first num_frames[b] frames:
+padded frames are zeroed, masked out of every LSTM step, cluster assignment and batch-norm
+statistic, so they never change a result whatever T is.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import tensorflow as tf
+
+from yt8m.models import layers
+from yt8m.models import video_level
+
+
+def _slim_batch_norm(name: str, **kwargs) -> keras.layers.BatchNormalization:
+  # slim.batch_norm(center=True, scale=True) as WILLOW and NeXtVLAD call it, with slim's decay
+  # and epsilon (frame_level.py builds DBoF's the same way).
+  return keras.layers.BatchNormalization(
+      momentum=layers.SLIM_BN_MOMENTUM, epsilon=layers.SLIM_BN_EPSILON, center=True, scale=True,
+      name=name, **kwargs)
+
+
+def _check_rate(name: str, value) -> float:
+  """Raises ValueError unless value is a number in [0, 1)."""
+  number = isinstance(value, (int, float)) and not isinstance(value, bool)
+  if not number or not 0 <= value < 1:
+    raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
+  return float(value)
+
+
+def _real_frames(features: tf.Tensor, num_frames) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+  """L2-normalised frames with the padding zeroed, their counts and their mask.
+
+  Args:
+    features: [B, T, D] raw frames; rows after num_frames[b] may hold anything finite.
+    num_frames: [B] int real frames per video, or None (all T).
+
+  Returns:
+    frames [B, T, D] (padding exactly 0), num_frames [B] int32 in [1, T], mask [B, T] bool.
+  """
+  frames = layers.l2_normalize_frames(features)
+  num_frames = layers.clip_num_frames(num_frames, frames)
+  mask = layers.frame_mask(num_frames, tf.shape(frames)[1])
+  return tf.where(mask[:, :, None], frames, tf.zeros_like(frames)), num_frames, mask
+
+
+def _split_features(frames: tf.Tensor, rgb_size: int, has_audio: bool):
+  """[B, T, D] -> rgb [B, T, rgb_size] and audio [B, T, D - rgb_size] (None without audio)."""
+  return frames[:, :, :rgb_size], (frames[:, :, rgb_size:] if has_audio else None)
+
+
+def _feature_size(features_shape, model: str, rgb_size: int | None = None) -> int:
+  feature_size = features_shape[-1]
+  if feature_size is None:
+    raise ValueError(f"{model} needs a static feature dimension")
+  if rgb_size is not None and feature_size < rgb_size:
+    raise ValueError(f"{model}: rgb_size {rgb_size} exceeds the feature dimension "
+                     f"{feature_size}")
+  return feature_size
+
+
+# ------------------------------------------------------------------------- hierarchical LSTM
+
+
+@keras.saving.register_keras_serializable(package="yt8m")
+class HierarchicalLstmModel(keras.Model):
+  """H-RNN (the paper's teacher): a lower LSTM stack encodes blocks of frames, an upper one the
+  sequence of blocks.
+
+  The T frames are cut into b = ceil(T / hrnn_block_frames) blocks of l = hrnn_block_frames
+  (the last one zero-padded). The lower stack (weights shared by all blocks) runs over each
+  block's real frames; the block encoding is its final state of every layer, [c1, h1, c2, h2]
+  as the authors' MultiRNNCell(state_is_tuple=False) gives, and is all zero for a block without
+  real frames. The upper stack runs over the ceil(num_frames / l) real blocks, and its final
+  state [c1, h1, c2, h2] is the video representation E fed to the classifier.
+
+  The authors' teacher has l = 15 (20 blocks of 300 frames); their student hard-codes 5 blocks
+  (k = 30 -> l = 6). Here the block count follows from T, so any T and l work (k = 6 with
+  l = 15 is one block).
+
+  Every LSTM is keras.layers.LSTM(lstm_cells, unit_forget_bias=True) with default activations,
+  no dropout and right-padded masks, so the fused cuDNN kernel stays eligible on GPUs. Blocks
+  without a real frame are given their (zeroed) first frame rather than an empty mask (cuDNN
+  rejects zero-length sequences), and their encoding is then set to zero explicitly. See
+  LstmModel for the parity notes on forget bias and gate order.
+
+  Args:
+    num_classes: C.
+    lstm_cells: units per LSTM layer, in both stacks.
+    lstm_layers: layers per stack; E has 2 * lstm_layers * lstm_cells entries.
+    hrnn_block_frames: l, frames per block.
+    video_level_classifier_model: 'MoeModel' or 'LogisticModel'.
+    moe_num_mixtures: experts of the MoE classifier.
+    l2_penalty: L2 scale of the classifier (the LSTMs are unregularised, as the authors').
+  """
+
+  HPARAMS = ("lstm_cells", "lstm_layers", "hrnn_block_frames", "video_level_classifier_model",
+             "moe_num_mixtures", "l2_penalty")
+
+  def __init__(self, num_classes: int, *, lstm_cells: int = 1024, lstm_layers: int = 2,
+               hrnn_block_frames: int = 15, video_level_classifier_model: str = "MoeModel",
+               moe_num_mixtures: int = 2, l2_penalty: float = 1e-8, **kwargs):
+    super().__init__(**kwargs)
+    self.num_classes = layers.check_int("num_classes", num_classes)
+    self.lstm_cells = layers.check_int("lstm_cells", lstm_cells)
+    self.lstm_layers = layers.check_int("lstm_layers", lstm_layers)
+    self.hrnn_block_frames = layers.check_int("hrnn_block_frames", hrnn_block_frames)
+    self.video_level_classifier_model = layers.check_choice(
+        "video_level_classifier_model", video_level_classifier_model,
+        tuple(video_level.CLASSIFIERS))
+    self.moe_num_mixtures = layers.check_int("moe_num_mixtures", moe_num_mixtures)
+    self.l2_penalty = layers.check_penalty("l2_penalty", l2_penalty)
+    # One attribute per layer: tf.train.Checkpoint does not see into a Python list held by a
+    # Keras 3 layer. Every layer returns its final state; lower layers also their sequence.
+    for stack in ("lower", "upper"):
+      for i in range(lstm_layers):
+        setattr(self, f"{stack}_lstm_{i}", keras.layers.LSTM(
+            lstm_cells, unit_forget_bias=True, return_sequences=i < lstm_layers - 1,
+            return_state=True, name=f"{stack}_lstm_{i}"))
+    self.classifier = video_level.build_classifier(
+        video_level_classifier_model, num_classes, l2_penalty=self.l2_penalty,
+        moe_num_mixtures=self.moe_num_mixtures, name="classifier")
+
+  @property
+  def lower_lstms(self) -> list:
+    return [getattr(self, f"lower_lstm_{i}") for i in range(self.lstm_layers)]
+
+  @property
+  def upper_lstms(self) -> list:
+    return [getattr(self, f"upper_lstm_{i}") for i in range(self.lstm_layers)]
+
+  @property
+  def state_size(self) -> int:
+    """Size of a block encoding and of E: [c, h] of every layer."""
+    return 2 * self.lstm_layers * self.lstm_cells
+
+  def build(self, features_shape):
+    feature_size = _feature_size(features_shape, "HierarchicalLstmModel")
+    for stack, shape in ((self.lower_lstms, (None, self.hrnn_block_frames, feature_size)),
+                         (self.upper_lstms, (None, None, self.state_size))):
+      for lstm in stack:
+        lstm.build(shape)
+        shape = shape[:-1] + (self.lstm_cells,)
+    self.classifier.build((None, self.state_size))
+
+  def run_stack(self, lstms: list, x: tf.Tensor, mask: tf.Tensor | None,
+                training: bool = False) -> tf.Tensor:
+    """Runs one stack and returns its final state.
+
+    Args:
+      lstms: lower_lstms or upper_lstms.
+      x: [N, S, F] sequences.
+      mask: [N, S] right-padded bool with at least one True per row, or None (all real).
+      training: passed on.
+
+    Returns:
+      [N, state_size]: [c, h] of every layer, bottom layer first.
+    """
+    states = []
+    for lstm in lstms:
+      x, h, c = lstm(x, mask=mask, training=training)
+      states += [c, h]
+    return tf.concat(states, axis=-1)
+
+  def call(self, features, num_frames=None, training=False):
+    """Args:
+      features: [B, T, D] float32 raw frames, zero after each video's num_frames.
+      num_frames: [B] int32 real frames per video (None: all T).
+      training: passed on (no train-time behaviour with the default settings).
+
+    Returns:
+      {"predictions": [B, C],
+       "representation": [B, state_size] E, the upper stack's final [c1, h1, c2, h2],
+       "intermediates": [B, b, state_size] block encodings (zero for empty blocks),
+       "intermediate_mask": [B, b] float32, 1 for blocks with at least one real frame}.
+    """
+    frames, num_frames, _ = _real_frames(features, num_frames)
+    l = self.hrnn_block_frames
+    batch, length = tf.shape(frames)[0], tf.shape(frames)[1]
+    num_blocks = (length + l - 1) // l
+    frames = tf.pad(frames, [[0, 0], [0, num_blocks * l - length], [0, 0]])
+    blocks = tf.reshape(frames, [-1, l, frames.shape[-1]])  # (B*b, l, D)
+    # Block i of video v holds frames i*l .. i*l+l-1, real while < num_frames[v]. Step 0 is
+    # always "real" so that no sequence is empty; empty blocks are zeroed below.
+    frame_mask = tf.reshape(layers.frame_mask(num_frames, num_blocks * l), [-1, l])
+    frame_mask = tf.logical_or(frame_mask, tf.range(l)[None, :] == 0)
+    encodings = self.run_stack(self.lower_lstms, blocks, frame_mask, training)
+    encodings = tf.reshape(encodings, [batch, num_blocks, self.state_size])  # (B, b, E)
+    block_mask = layers.frame_mask((num_frames + l - 1) // l, num_blocks)  # (B, b)
+    encodings = tf.where(block_mask[:, :, None], encodings, tf.zeros_like(encodings))
+    video = self.run_stack(self.upper_lstms, encodings, block_mask, training)
+    output = self.classifier(video, training=training)
+    return {"predictions": output["predictions"], "representation": video,
+            "intermediates": encodings, "intermediate_mask": tf.cast(block_mask, tf.float32)}
+
+  def get_config(self):
+    config = super().get_config()
+    config.update({"num_classes": self.num_classes,
+                   **{name: getattr(self, name) for name in self.HPARAMS}})
+    return config
+
+
+# ----------------------------------------------------------------------------------- NetVLAD
+
+
+@keras.saving.register_keras_serializable(package="yt8m")
+class NetVlad(keras.layers.Layer):
+  """NetVLAD pooling of one feature stream (WILLOW's NetVLAD class), masked.
+
+  a = softmax(BN(x W)) soft-assigns every frame to K clusters (padded frames get a = 0);
+  V[d, k] = sum_t a_tk (x_td - c_dk); each cluster's residual is L2-normalised over d
+  (intra-normalisation), then the flattened d-major [D * K] vector as a whole. Initialisers
+  are WILLOW's: W and c ~ N(0, 1/sqrt(D)) (and the bias, without batch norm).
+
+  Args:
+    cluster_size: K.
+    add_batch_norm: batch norm on the assignment logits (else a bias).
+  """
+
+  def __init__(self, cluster_size: int, add_batch_norm: bool = True, **kwargs):
+    super().__init__(**kwargs)
+    self.cluster_size = layers.check_int("cluster_size", cluster_size)
+    self.add_batch_norm = layers.check_bool("add_batch_norm", add_batch_norm)
+
+  def build(self, input_shape):
+    feature_size = _feature_size(input_shape, "NetVlad")
+    normal = keras.initializers.RandomNormal(stddev=1 / math.sqrt(feature_size))
+    self.assignment = keras.layers.Dense(
+        self.cluster_size, use_bias=not self.add_batch_norm, kernel_initializer=normal,
+        bias_initializer=normal, name="cluster")
+    self.assignment.build(input_shape)
+    self.assignment_bn = None
+    if self.add_batch_norm:
+      self.assignment_bn = _slim_batch_norm("cluster_bn")
+      self.assignment_bn.build(tuple(input_shape[:-1]) + (self.cluster_size,))
+    self.centers = self.add_weight(shape=(feature_size, self.cluster_size), initializer=normal,
+                                   name="centers")
+
+  def compute_output_shape(self, input_shape):
+    return (input_shape[0], input_shape[-1] * self.cluster_size)
+
+  def call(self, frames, mask, training=False):
+    """Args:
+      frames: [B, T, D] with padding zeroed.
+      mask: [B, T] bool, True for real frames.
+      training: batch statistics (over the real frames only) if True.
+
+    Returns:
+      [B, D * K] unit-norm VLAD vector.
+    """
+    logits = self.assignment(frames)
+    if self.assignment_bn is not None:
+      logits = self.assignment_bn(logits, training=training, mask=mask)
+    assignment = tf.nn.softmax(logits) * tf.cast(mask, logits.dtype)[:, :, None]  # (B, T, K)
+    centers = tf.cast(self.centers, frames.dtype)
+    vlad = (tf.einsum("btk,btd->bdk", assignment, frames) -
+            tf.reduce_sum(assignment, axis=1)[:, None, :] * centers[None])  # (B, D, K)
+    vlad = tf.math.l2_normalize(vlad, axis=1, epsilon=layers.L2_NORMALIZE_EPSILON)
+    vlad = tf.reshape(vlad, [-1, vlad.shape[1] * self.cluster_size])
+    return tf.math.l2_normalize(vlad, axis=1, epsilon=layers.L2_NORMALIZE_EPSILON)
+
+  def get_config(self):
+    config = super().get_config()
+    config.update(cluster_size=self.cluster_size, add_batch_norm=self.add_batch_norm)
+    return config
+
+
+@keras.saving.register_keras_serializable(package="yt8m")
+class NetVladModel(keras.Model):
+  """WILLOW's gated NetVLAD (NetVLADModelLF, 1st of Kaggle 2017) with separate rgb and audio
+  branches, over all real frames.
+
+  frames -> input BN -> NetVLAD(rgb, K) ++ NetVLAD(audio, K/2) -> hidden Dense -> context
+  gating (x * sigmoid(BN(x W_g))) -> classifier -> optional context gating of the
+  probabilities (p * sigmoid(BN(p W_p)), so still in [0, 1]).
+
+  As in WILLOW, netvlad_add_batch_norm puts batch norms on the input, the cluster assignments
+  and the gates, and the hidden layer has batch norm and relu6 only with netvlad_relu (its
+  best model ran with --netvlad_relu=False: a plain biased Dense). Batch norms over frames
+  take their statistics from the real frames only. Differences: WILLOW fed 300 frames sampled
+  at random with replacement (iterations=300) even at evaluation; here every real frame is
+  used once, deterministically.
+
+  Args:
+    num_classes: C.
+    rgb_size: features[..., :rgb_size] is rgb, the rest audio (no audio branch if none left).
+    netvlad_cluster_size: K of the rgb branch; the audio branch has max(1, K // 2).
+    netvlad_hidden_size: width of the hidden layer (the representation).
+    netvlad_add_batch_norm: batch norms as above (else biases).
+    netvlad_relu: batch norm + relu6 on the hidden layer (WILLOW's flag).
+    gating: context gating after the hidden layer.
+    moe_prob_gating: context gating of the predicted probabilities.
+    video_level_classifier_model: 'MoeModel' or 'LogisticModel'.
+    moe_num_mixtures: experts of the MoE classifier.
+    l2_penalty: L2 scale of the classifier (WILLOW's --moe_l2; its README ran 1e-6).
+  """
+
+  HPARAMS = ("rgb_size", "netvlad_cluster_size", "netvlad_hidden_size",
+             "netvlad_add_batch_norm", "netvlad_relu", "gating", "moe_prob_gating",
+             "video_level_classifier_model", "moe_num_mixtures", "l2_penalty")
+
+  def __init__(self, num_classes: int, *, rgb_size: int = 1024, netvlad_cluster_size: int = 256,
+               netvlad_hidden_size: int = 1024, netvlad_add_batch_norm: bool = True,
+               netvlad_relu: bool = False, gating: bool = True, moe_prob_gating: bool = True,
+               video_level_classifier_model: str = "MoeModel", moe_num_mixtures: int = 2,
+               l2_penalty: float = 1e-8, **kwargs):
+    super().__init__(**kwargs)
+    self.num_classes = layers.check_int("num_classes", num_classes)
+    self.rgb_size = layers.check_int("rgb_size", rgb_size)
+    self.netvlad_cluster_size = layers.check_int("netvlad_cluster_size", netvlad_cluster_size)
+    self.netvlad_hidden_size = layers.check_int("netvlad_hidden_size", netvlad_hidden_size)
+    self.netvlad_add_batch_norm = layers.check_bool("netvlad_add_batch_norm",
+                                                    netvlad_add_batch_norm)
+    self.netvlad_relu = layers.check_bool("netvlad_relu", netvlad_relu)
+    self.gating = layers.check_bool("gating", gating)
+    self.moe_prob_gating = layers.check_bool("moe_prob_gating", moe_prob_gating)
+    self.video_level_classifier_model = layers.check_choice(
+        "video_level_classifier_model", video_level_classifier_model,
+        tuple(video_level.CLASSIFIERS))
+    self.moe_num_mixtures = layers.check_int("moe_num_mixtures", moe_num_mixtures)
+    self.l2_penalty = layers.check_penalty("l2_penalty", l2_penalty)
+
+    bn = self.netvlad_add_batch_norm
+    hidden_bn = bn and self.netvlad_relu
+    normal = keras.initializers.RandomNormal
+    self.input_bn = _slim_batch_norm("input_bn") if bn else None
+    self.hidden = keras.layers.Dense(
+        netvlad_hidden_size, use_bias=not hidden_bn,
+        kernel_initializer=normal(stddev=1 / math.sqrt(netvlad_cluster_size)),
+        bias_initializer=normal(stddev=0.01), name="hidden1")
+    self.hidden_bn = _slim_batch_norm("hidden1_bn") if hidden_bn else None
+    self.gate = self.gate_bn = None
+    if gating:
+      gate_init = normal(stddev=1 / math.sqrt(netvlad_hidden_size))
+      self.gate = keras.layers.Dense(netvlad_hidden_size, use_bias=not bn,
+                                     kernel_initializer=gate_init, bias_initializer=gate_init,
+                                     name="gating")
+      self.gate_bn = _slim_batch_norm("gating_bn") if bn else None
+    self.classifier = video_level.build_classifier(
+        video_level_classifier_model, num_classes, l2_penalty=self.l2_penalty,
+        moe_num_mixtures=self.moe_num_mixtures, name="classifier")
+    self.prob_gate = self.prob_gate_bn = None
+    if moe_prob_gating:
+      # float32 like the probabilities it gates (even under a mixed-precision policy).
+      self.prob_gate = keras.layers.Dense(
+          num_classes, use_bias=False,
+          kernel_initializer=normal(stddev=1 / math.sqrt(num_classes)), dtype="float32",
+          name="gating_prob")
+      self.prob_gate_bn = _slim_batch_norm("gating_prob_bn", dtype="float32")
+
+  def build(self, features_shape):
+    feature_size = _feature_size(features_shape, "NetVladModel", self.rgb_size)
+    audio_size = feature_size - self.rgb_size
+    frame_shape = (None, None, feature_size)
+    if self.input_bn is not None:
+      self.input_bn.build(frame_shape)
+    self.rgb_vlad = NetVlad(self.netvlad_cluster_size, self.netvlad_add_batch_norm,
+                            name="video_vlad")
+    self.rgb_vlad.build((None, None, self.rgb_size))
+    vlad_size = self.rgb_size * self.netvlad_cluster_size
+    self.audio_vlad = None
+    if audio_size:
+      self.audio_vlad = NetVlad(max(1, self.netvlad_cluster_size // 2),
+                                self.netvlad_add_batch_norm, name="audio_vlad")
+      self.audio_vlad.build((None, None, audio_size))
+      vlad_size += audio_size * self.audio_vlad.cluster_size
+    hidden_shape = (None, self.netvlad_hidden_size)
+    self.hidden.build((None, vlad_size))
+    for layer in (self.hidden_bn, self.gate, self.gate_bn):
+      if layer is not None:
+        layer.build(hidden_shape)
+    self.classifier.build(hidden_shape)
+    if self.prob_gate is not None:
+      self.prob_gate.build((None, self.num_classes))
+      self.prob_gate_bn.build((None, self.num_classes))
+
+  def call(self, features, num_frames=None, training=False):
+    """Args:
+      features: [B, T, D] float32 raw frames, zero after each video's num_frames.
+      num_frames: [B] int32 real frames per video (None: all T).
+      training: batch statistics if True.
+
+    Returns:
+      {"predictions": [B, C], "representation": [B, netvlad_hidden_size] the gated hidden
+       activation}.
+    """
+    frames, _, mask = _real_frames(features, num_frames)
+    if self.input_bn is not None:
+      frames = self.input_bn(frames, training=training, mask=mask)
+    rgb, audio = _split_features(frames, self.rgb_size, self.audio_vlad is not None)
+    vlad = self.rgb_vlad(rgb, mask, training=training)
+    if audio is not None:
+      vlad = tf.concat([vlad, self.audio_vlad(audio, mask, training=training)], axis=1)
+    hidden = self.hidden(vlad)
+    if self.hidden_bn is not None:
+      hidden = self.hidden_bn(hidden, training=training)
+    if self.netvlad_relu:
+      hidden = tf.nn.relu6(hidden)
+    if self.gate is not None:
+      gates = self.gate(hidden)
+      if self.gate_bn is not None:
+        gates = self.gate_bn(gates, training=training)
+      hidden = hidden * tf.sigmoid(gates)
+    predictions = self.classifier(hidden, training=training)["predictions"]
+    if self.prob_gate is not None:
+      gates = self.prob_gate_bn(self.prob_gate(predictions), training=training)
+      predictions = predictions * tf.sigmoid(tf.cast(gates, tf.float32))
+    return {"predictions": predictions, "representation": hidden}
+
+  def get_config(self):
+    config = super().get_config()
+    config.update({"num_classes": self.num_classes,
+                   **{name: getattr(self, name) for name in self.HPARAMS}})
+    return config
+
+
+# ---------------------------------------------------------------------------------- NeXtVLAD
+
+
+@keras.saving.register_keras_serializable(package="yt8m")
+class NeXtVlad(keras.layers.Layer):
+  """NeXtVLAD pooling of one feature stream (Lin et al. 2018), masked.
+
+  x~ = x W_e (width lambda*N) is split into G groups of d = lambda*N / G; group g of frame t
+  gets attention alpha_tg = sigmoid(x~_t W_a)_g and a softmax assignment a_tgk over K clusters
+  from one shared BN(x~_t W_c) ([G * K] logits); padded frames get alpha = 0. Then
+  V[i, k] = sum_t sum_g alpha_tg a_tgk (x~_tgi - c_ik), intra-normalised over i, flattened
+  i-major to [d * K] and batch-normalised. Initialisers: He normal, as slim's
+  variance_scaling_initializer in linrongc's code.
+
+  Args:
+    cluster_size: K.
+    groups: G.
+    expansion: lambda.
+  """
+
+  def __init__(self, cluster_size: int, groups: int, expansion: int, **kwargs):
+    super().__init__(**kwargs)
+    self.cluster_size = layers.check_int("cluster_size", cluster_size)
+    self.groups = layers.check_int("groups", groups)
+    self.expansion = layers.check_int("expansion", expansion)
+
+  def build(self, input_shape):
+    feature_size = _feature_size(input_shape, "NeXtVlad")
+    width = self.expansion * feature_size
+    if width % self.groups:
+      raise ValueError(f"NeXtVLAD: expansion * feature size ({width}) must be divisible by "
+                       f"groups ({self.groups})")
+    self.group_size = width // self.groups
+    self.expand = keras.layers.Dense(width, kernel_initializer="he_normal", name="expansion")
+    self.attention = keras.layers.Dense(self.groups, kernel_initializer="he_normal",
+                                        name="attention")
+    self.assignment = keras.layers.Dense(self.groups * self.cluster_size, use_bias=False,
+                                         kernel_initializer="he_normal", name="cluster")
+    self.assignment_bn = _slim_batch_norm("cluster_bn")
+    self.vlad_bn = _slim_batch_norm("vlad_bn")
+    frame_shape = tuple(input_shape[:-1])
+    self.expand.build(frame_shape + (feature_size,))
+    self.attention.build(frame_shape + (width,))
+    self.assignment.build(frame_shape + (width,))
+    self.assignment_bn.build(frame_shape + (self.groups * self.cluster_size,))
+    self.vlad_bn.build((None, self.group_size * self.cluster_size))
+    self.centers = self.add_weight(shape=(self.group_size, self.cluster_size),
+                                   initializer="he_normal", name="centers")
+
+  def compute_output_shape(self, input_shape):
+    return (input_shape[0], self.expansion * input_shape[-1] // self.groups * self.cluster_size)
+
+  def call(self, frames, mask, training=False):
+    """Args:
+      frames: [B, T, N] with padding zeroed.
+      mask: [B, T] bool, True for real frames.
+      training: batch statistics (over the real frames only) if True.
+
+    Returns:
+      [B, d * K] batch-normalised NeXtVLAD vector.
+    """
+    g, k, d = self.groups, self.cluster_size, self.group_size
+    batch, length = tf.shape(frames)[0], tf.shape(frames)[1]
+    expanded = self.expand(frames)  # (B, T, lambda*N)
+    attention = tf.sigmoid(self.attention(expanded)) * tf.cast(mask, expanded.dtype)[:, :, None]
+    logits = self.assignment_bn(self.assignment(expanded), training=training, mask=mask)
+    assignment = tf.nn.softmax(tf.reshape(logits, [batch, length, g, k]))
+    assignment = assignment * attention[:, :, :, None]  # (B, T, G, K)
+    grouped = tf.reshape(expanded, [batch, length, g, d])
+    centers = tf.cast(self.centers, expanded.dtype)
+    vlad = (tf.einsum("btgk,btgi->bik", assignment, grouped) -
+            tf.reduce_sum(assignment, axis=[1, 2])[:, None, :] * centers[None])  # (B, d, K)
+    vlad = tf.math.l2_normalize(vlad, axis=1, epsilon=layers.L2_NORMALIZE_EPSILON)
+    return self.vlad_bn(tf.reshape(vlad, [-1, d * k]), training=training)
+
+  def get_config(self):
+    config = super().get_config()
+    config.update(cluster_size=self.cluster_size, groups=self.groups, expansion=self.expansion)
+    return config
+
+
+@keras.saving.register_keras_serializable(package="yt8m")
+class NeXtVladModel(keras.Model):
+  """NeXtVLAD (Lin, Xiao, Fan, ECCV'18 workshop) with separate rgb and audio branches, over all
+  real frames.
+
+  NeXtVLAD(rgb, K, G) ++ NeXtVLAD(audio, K/2, G/2) -> dropout -> hidden Dense + BN -> SE
+  context gating (x * sigmoid(relu(BN(x W_1)) W_2), W_1 reducing by gating_reduction) ->
+  classifier. Like linrongc's NeXtVLADModel the two streams get their own NeXtVLAD and are
+  concatenated before the dropout (Lin et al. Table 1: "dropout after rgb/audio concat"). Not
+  reproduced: the reverse PCA-whitening of the input features (it needs the dataset's PCA
+  matrix) and the mixture/on-the-fly distillation of their final MixNeXtVladModel.
+
+  Args:
+    num_classes: C.
+    rgb_size: features[..., :rgb_size] is rgb, the rest audio (no audio branch if none left).
+    nextvlad_cluster_size: K of the rgb branch; the audio branch has max(1, K // 2).
+    nextvlad_hidden_size: width of the hidden layer (the representation).
+    groups: G of the rgb branch; the audio branch has max(1, G // 2).
+    expansion: lambda.
+    gating_reduction: bottleneck factor r of the SE gate (hidden_size // r units).
+    drop_rate: dropout on the concatenated VLAD vector, when training only.
+    video_level_classifier_model: 'LogisticModel' (Lin et al.) or 'MoeModel'.
+    moe_num_mixtures: experts of the MoE classifier.
+    l2_penalty: L2 scale of the classifier.
+  """
+
+  HPARAMS = ("rgb_size", "nextvlad_cluster_size", "nextvlad_hidden_size", "groups", "expansion",
+             "gating_reduction", "drop_rate", "video_level_classifier_model",
+             "moe_num_mixtures", "l2_penalty")
+
+  def __init__(self, num_classes: int, *, rgb_size: int = 1024,
+               nextvlad_cluster_size: int = 128, nextvlad_hidden_size: int = 2048,
+               groups: int = 8, expansion: int = 2, gating_reduction: int = 8,
+               drop_rate: float = 0.5, video_level_classifier_model: str = "LogisticModel",
+               moe_num_mixtures: int = 2, l2_penalty: float = 1e-5, **kwargs):
+    super().__init__(**kwargs)
+    self.num_classes = layers.check_int("num_classes", num_classes)
+    self.rgb_size = layers.check_int("rgb_size", rgb_size)
+    self.nextvlad_cluster_size = layers.check_int("nextvlad_cluster_size", nextvlad_cluster_size)
+    self.nextvlad_hidden_size = layers.check_int("nextvlad_hidden_size", nextvlad_hidden_size)
+    self.groups = layers.check_int("groups", groups)
+    self.expansion = layers.check_int("expansion", expansion)
+    self.gating_reduction = layers.check_int("gating_reduction", gating_reduction)
+    if nextvlad_hidden_size // gating_reduction < 1:
+      raise ValueError(f"gating_reduction must be <= nextvlad_hidden_size "
+                       f"({nextvlad_hidden_size}), got {gating_reduction!r}")
+    if expansion * rgb_size % groups:
+      raise ValueError(f"groups must divide expansion * rgb_size ({expansion * rgb_size}), got "
+                       f"{groups!r}")
+    self.drop_rate = _check_rate("drop_rate", drop_rate)
+    self.video_level_classifier_model = layers.check_choice(
+        "video_level_classifier_model", video_level_classifier_model,
+        tuple(video_level.CLASSIFIERS))
+    self.moe_num_mixtures = layers.check_int("moe_num_mixtures", moe_num_mixtures)
+    self.l2_penalty = layers.check_penalty("l2_penalty", l2_penalty)
+
+    hidden_size = nextvlad_hidden_size
+    self.dropout = keras.layers.Dropout(self.drop_rate, name="vlad_dropout")
+    self.hidden = keras.layers.Dense(hidden_size, use_bias=False, kernel_initializer="he_normal",
+                                     name="hidden1")
+    self.hidden_bn = _slim_batch_norm("hidden1_bn")
+    self.gate_reduce = keras.layers.Dense(hidden_size // gating_reduction, use_bias=False,
+                                          kernel_initializer="he_normal", name="gating_1")
+    self.gate_reduce_bn = _slim_batch_norm("gating_bn")
+    self.gate_expand = keras.layers.Dense(hidden_size, use_bias=False,
+                                          kernel_initializer="he_normal", name="gating_2")
+    self.classifier = video_level.build_classifier(
+        video_level_classifier_model, num_classes, l2_penalty=self.l2_penalty,
+        moe_num_mixtures=self.moe_num_mixtures, name="classifier")
+
+  def build(self, features_shape):
+    feature_size = _feature_size(features_shape, "NeXtVladModel", self.rgb_size)
+    audio_size = feature_size - self.rgb_size
+    self.rgb_vlad = NeXtVlad(self.nextvlad_cluster_size, self.groups, self.expansion,
+                             name="video_vlad")
+    self.rgb_vlad.build((None, None, self.rgb_size))
+    vlad_size = self.rgb_vlad.group_size * self.nextvlad_cluster_size
+    self.audio_vlad = None
+    if audio_size:
+      self.audio_vlad = NeXtVlad(max(1, self.nextvlad_cluster_size // 2),
+                                 max(1, self.groups // 2), self.expansion, name="audio_vlad")
+      self.audio_vlad.build((None, None, audio_size))
+      vlad_size += self.audio_vlad.group_size * self.audio_vlad.cluster_size
+    hidden_shape = (None, self.nextvlad_hidden_size)
+    reduced_shape = (None, self.nextvlad_hidden_size // self.gating_reduction)
+    self.hidden.build((None, vlad_size))
+    self.hidden_bn.build(hidden_shape)
+    self.gate_reduce.build(hidden_shape)
+    self.gate_reduce_bn.build(reduced_shape)
+    self.gate_expand.build(reduced_shape)
+    self.classifier.build(hidden_shape)
+
+  def call(self, features, num_frames=None, training=False):
+    """Args:
+      features: [B, T, D] float32 raw frames, zero after each video's num_frames.
+      num_frames: [B] int32 real frames per video (None: all T).
+      training: dropout and batch statistics if True.
+
+    Returns:
+      {"predictions": [B, C], "representation": [B, nextvlad_hidden_size] the gated hidden
+       activation}.
+    """
+    frames, _, mask = _real_frames(features, num_frames)
+    rgb, audio = _split_features(frames, self.rgb_size, self.audio_vlad is not None)
+    vlad = self.rgb_vlad(rgb, mask, training=training)
+    if audio is not None:
+      vlad = tf.concat([vlad, self.audio_vlad(audio, mask, training=training)], axis=1)
+    vlad = self.dropout(vlad, training=training)
+    hidden = self.hidden_bn(self.hidden(vlad), training=training)
+    gates = tf.nn.relu(self.gate_reduce_bn(self.gate_reduce(hidden), training=training))
+    hidden = hidden * tf.sigmoid(self.gate_expand(gates))
+    output = self.classifier(hidden, training=training)
+    return {"predictions": output["predictions"], "representation": hidden}
+
+  def get_config(self):
+    config = super().get_config()
+    config.update({"num_classes": self.num_classes,
+                   **{name: getattr(self, name) for name in self.HPARAMS}})
+    return config
