@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+import weakref
 from typing import Iterator, Sequence
 
 import keras
@@ -47,13 +48,19 @@ def load_parallel_teacher(run: run_config_lib.RunConfig, checkpoint_path: str) -
   return teacher
 
 
+_PREDICT_FNS = weakref.WeakKeyDictionary()
+
+
 def make_predict_fn(model: keras.Model):
+  """The model's compiled inference function, one per model (traced once, then reused)."""
+  if model not in _PREDICT_FNS:
 
-  @tf.function
-  def predict(features, num_frames):
-    return model(features, num_frames, training=False)["predictions"]
+    @tf.function
+    def predict(features, num_frames):
+      return model(features, num_frames, training=False)["predictions"]
 
-  return predict
+    _PREDICT_FNS[model] = predict
+  return _PREDICT_FNS[model]
 
 
 def evaluate(model: keras.Model, run: run_config_lib.RunConfig, files: Sequence[str],

@@ -1,0 +1,167 @@
+"""Teacher (all frames) vs students (k frames): FLOPs per video and end-to-end inference time.
+
+  python -m benchmarks.bench_efficiency [--models=HierarchicalLstmModel,NetVladModel,...] \
+      [--ks=6,10,15,20,30] [--num_videos=500] [--repeats=5]
+
+For each model family the teacher and a k-frame student (uniform selection) are built with the
+same hyper-parameters (untrained weights: cost does not depend on their values) and run
+through the real inference path, TFRecord -> reader -> model -> top-20 -> Kaggle CSV, on the
+same synthetic videos; the variants are timed round-robin, --repeats times each, and the
+median wall time is reported with the student/teacher ratio. FLOPs are counted analytically
+from the layer shapes (a multiply-add = 2 FLOPs; matrix products and LSTM gates only, which
+dominate): TensorFlow's profiler counts the body of an RNN's while-loop once, not once per
+frame, so it would undercount recurrent models. Padding costs nothing in the count (models
+mask or slice to the real frames); the mean real frame count of the data is used.
+"""
+
+import json
+import math
+import os
+import statistics
+import tempfile
+import time
+
+import keras
+import numpy as np
+from absl import app, flags
+
+from yt8m import inference_lib, readers, submission, synthetic, train_lib
+from yt8m import run_config as run_config_lib
+
+flags.DEFINE_list("models", ["HierarchicalLstmModel", "NetVladModel", "NeXtVladModel",
+                             "LstmModel", "DbofModel"], "Families to measure.")
+flags.DEFINE_list("ks", ["6", "10", "15", "20", "30"], "Student frame budgets.")
+flags.DEFINE_integer("num_videos", 500, "Synthetic videos to run inference on.")
+flags.DEFINE_integer("num_classes", 3862, "Classes.")
+flags.DEFINE_integer("repeats", 5, "Timed passes per variant.")
+flags.DEFINE_integer("batch_size", 64, "Inference batch size.")
+flags.DEFINE_string("json_out", "", "Also write the results here.")
+flags.DEFINE_string("plot_out", "", "Also plot the ratios against k (PNG).")
+FLAGS = flags.FLAGS
+
+# Moderate sizes that run on a laptop CPU; the ratios, not the absolute numbers, are the point.
+HPARAMS = {
+    "HierarchicalLstmModel": {"lstm_cells": 256, "lstm_layers": 2, "hrnn_block_frames": 15},
+    "LstmModel": {"lstm_cells": 256, "lstm_layers": 2},
+    "NetVladModel": {"netvlad_cluster_size": 64, "netvlad_hidden_size": 512},
+    "NeXtVladModel": {"nextvlad_cluster_size": 64, "nextvlad_hidden_size": 512},
+    "DbofModel": {"dbof_cluster_size": 2048, "dbof_hidden_size": 512, "iterations": 30},
+}
+
+
+def lstm_flops(steps: float, inputs: int, cells: int, layers: int) -> float:
+  first = 8 * cells * (inputs + cells)
+  rest = 8 * cells * (2 * cells) * (layers - 1)
+  return steps * (first + rest)
+
+
+def moe_flops(inputs: int, classes: int, mixtures: int = 2) -> float:
+  return 2 * inputs * classes * (2 * mixtures + 1)
+
+
+def flops_per_video(name: str, hp: dict, frames: float, dim: int, classes: int) -> float:
+  """Analytic FLOPs of one video with `frames` real frames (the classifier is MoE(2) unless
+  the model defaults to logistic)."""
+  if name == "HierarchicalLstmModel":
+    cells, layers, block = hp["lstm_cells"], hp["lstm_layers"], hp["hrnn_block_frames"]
+    state = 2 * cells * layers
+    return (lstm_flops(frames, dim, cells, layers) +
+            lstm_flops(math.ceil(frames / block), state, cells, layers) +
+            moe_flops(state, classes))
+  if name == "LstmModel":
+    cells, layers = hp["lstm_cells"], hp["lstm_layers"]
+    return lstm_flops(frames, dim, cells, layers) + moe_flops(cells, classes)
+  if name == "NetVladModel":
+    k, hidden, total = hp["netvlad_cluster_size"], hp["netvlad_hidden_size"], 0.0
+    for size, clusters in ((1024, k), (dim - 1024, k // 2)):
+      total += frames * 2 * size * clusters * 2  # assignment + residual aggregation
+      total += 2 * size * clusters * hidden  # hidden layer on the flattened VLAD
+    return total + 2 * hidden * hidden + moe_flops(hidden, classes) + 2 * classes * classes
+  if name == "NeXtVladModel":
+    k, hidden = hp["nextvlad_cluster_size"], hp["nextvlad_hidden_size"]
+    groups, expansion = 8, 2
+    wide = expansion * dim
+    per_frame = 2 * dim * wide + 2 * wide * groups + 2 * wide * groups * k + 2 * wide * k
+    vlad = k * wide // groups
+    return (frames * per_frame + 2 * vlad * hidden + 2 * hidden * hidden // 4 +
+            2 * hidden * classes)
+  if name == "DbofModel":
+    sampled = hp["iterations"]  # DBoF always samples `iterations` frames (with repeats)
+    return (sampled * 2 * dim * hp["dbof_cluster_size"] +
+            2 * hp["dbof_cluster_size"] * hp["dbof_hidden_size"] +
+            moe_flops(hp["dbof_hidden_size"], classes))
+  raise ValueError(f"no FLOP count for {name}")
+
+
+def inference_seconds(run, model, files, out_dir) -> float:
+  start = time.perf_counter()
+  rows = inference_lib.predict_top_k(model, run, files, FLAGS.batch_size, 20)
+  submission.write_csv(os.path.join(out_dir, "pred.csv"), rows)
+  return time.perf_counter() - start
+
+
+def main(_):
+  results = []
+  with tempfile.TemporaryDirectory() as tmp:
+    files = synthetic.generate(os.path.join(tmp, "data"), num_videos=FLAGS.num_videos, seed=0,
+                               num_shards=2)
+    # Real frames per video after the reader's truncation to 300 (reading audio is cheap).
+    audio_only = readers.ReaderConfig(feature_names=("audio",), feature_sizes=(128,),
+                                      num_classes=FLAGS.num_classes)
+    mean_frames = float(np.mean(np.concatenate([
+        batch["num_frames"] for batch in readers.iterate_numpy(files, audio_only, 256)])))
+    for name in FLAGS.models:
+      hp = HPARAMS.get(name, {})
+      variants = {"teacher": None, **{f"k={k}": int(k) for k in FLAGS.ks}}
+      runs = {label: run_config_lib.RunConfig(
+          model=name, feature_names=("rgb", "audio"), feature_sizes=(1024, 128),
+          frame_features=True, num_classes=FLAGS.num_classes, student_frames=k,
+          model_hparams=hp) for label, k in variants.items()}
+      keras.backend.clear_session()
+      built = {label: train_lib.build_model(run) for label, run in runs.items()}
+      for label in variants:  # warm-up: tracing, page cache
+        inference_seconds(runs[label], built[label], files, tmp)
+      times = {label: [] for label in variants}
+      for _ in range(FLAGS.repeats):
+        for label in variants:
+          times[label].append(inference_seconds(runs[label], built[label], files, tmp))
+      teacher_time = statistics.median(times["teacher"])
+      teacher_flops = flops_per_video(name, hp, mean_frames, 1152, FLAGS.num_classes)
+      for label, k in variants.items():
+        flops = flops_per_video(name, hp, min(k or mean_frames, mean_frames), 1152,
+                                FLAGS.num_classes)
+        seconds = statistics.median(times[label])
+        row = {"model": name, "variant": label, "k": k or 0, "gflops_per_video": flops / 1e9,
+               "flops_ratio": flops / teacher_flops, "seconds": seconds,
+               "videos_per_second": FLAGS.num_videos / seconds,
+               "time_ratio": seconds / teacher_time}
+        results.append(row)
+        print(f"{name:22s} {label:8s} {row['gflops_per_video']:8.3f} GFLOP/video "
+              f"(x{row['flops_ratio']:.3f})  {seconds:6.2f} s = "
+              f"{row['videos_per_second']:7.0f} videos/s (x{row['time_ratio']:.3f})", flush=True)
+  print(f"({FLAGS.num_videos} videos, mean {mean_frames:.0f} real frames, median of "
+        f"{FLAGS.repeats}; ratios are student/teacher)")
+  if FLAGS.json_out:
+    with open(FLAGS.json_out, "w") as f:
+      json.dump(results, f, indent=1)
+  if FLAGS.plot_out:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    for name in FLAGS.models:
+      rows = [r for r in results if r["model"] == name and r["k"]]
+      left.plot([r["k"] for r in rows], [r["flops_ratio"] for r in rows], "-o", label=name)
+      right.plot([r["k"] for r in rows], [r["time_ratio"] for r in rows], "-o", label=name)
+    for ax, title in ((left, "FLOPs, student / teacher"), (right, "inference time, "
+                                                                  "student / teacher")):
+      ax.set_xlabel("k")
+      ax.set_title(title)
+      ax.set_ylim(bottom=0)
+      ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(FLAGS.plot_out, dpi=120)
+
+
+if __name__ == "__main__":
+  app.run(main)
