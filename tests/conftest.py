@@ -2,6 +2,8 @@
 
 import os
 import pathlib
+import subprocess
+import sys
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
@@ -12,6 +14,16 @@ import tensorflow as tf
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "data" / "sample"
 SHARED = REPO.parent / "shared" / "data" / "yt8m"
+
+
+def run_cli(script: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+  """Runs one of the project's command lines (path relative to the repository) in a fresh
+  Python, as a user would; with check, a non-zero exit fails the test with its stderr."""
+  proc = subprocess.run([sys.executable, str(REPO / script), *args], capture_output=True,
+                        text=True, cwd=REPO, timeout=600)
+  if check:
+    assert proc.returncode == 0, proc.stderr[-3000:]
+  return proc
 
 
 def frames(num_frames: int, size: int, offset: int = 0) -> np.ndarray:

@@ -2,14 +2,12 @@
 serial / parallel / baseline / fine-tuning regimes through the command lines."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import REPO, sequence_example, write_records
+from conftest import run_cli as run, sequence_example, write_records
 from yt8m import distill, models, readers
 
 
@@ -72,13 +70,6 @@ def test_reader_hands_the_teacher_every_frame_and_the_student_k(tmp_path):
     np.testing.assert_array_equal(batch["features"][row, :n],
                                   batch["teacher_features"][row, idx])
 
-
-def run(script, *args, check=True):
-  proc = subprocess.run([sys.executable, str(REPO / script), *args], capture_output=True,
-                        text=True, cwd=REPO, timeout=600)
-  if check:
-    assert proc.returncode == 0, proc.stderr[-3000:]
-  return proc
 
 
 @pytest.fixture(scope="module")

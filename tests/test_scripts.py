@@ -1,17 +1,12 @@
 """The experiment scripts at toy scale: they run, and write what they promise."""
 
 import csv
-import subprocess
-import sys
 
-from conftest import REPO
+from conftest import run_cli
 
 
-def run_script(*args):
-  proc = subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=REPO,
-                        timeout=600)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  return proc
+def run_script(script, *args):
+  return run_cli(script, *args)
 
 
 def test_table1_grid_writes_csv_table_and_plot(tmp_path):

@@ -1,13 +1,11 @@
 """Kaggle CSV: writing, strict reading, scoring, and eval.py --submission_file."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from conftest import REPO, example, sequence_example, write_records
+from conftest import example, run_cli, sequence_example, write_records
 from yt8m import outputs, submission
 
 
@@ -103,8 +101,7 @@ def test_outputs_are_atomic_and_never_replace_foreign_files(tmp_path):
 
 
 def run_eval(*args):
-  return subprocess.run([sys.executable, str(REPO / "eval.py"), *args], capture_output=True,
-                        text=True, cwd=REPO, timeout=120)
+  return run_cli("eval.py", *args, check=False)
 
 
 def test_eval_cli_scores_and_writes_json(tmp_path, data):

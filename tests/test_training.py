@@ -12,19 +12,12 @@ import pytest
 import tensorflow as tf
 from tensorboard.backend.event_processing import event_accumulator
 
-from conftest import REPO, SAMPLE, sequence_example, write_records
+from conftest import REPO, SAMPLE, run_cli as run, sequence_example, write_records
 
 VIDEO_TRAIN = str(SAMPLE / "video_level_2018" / "validate000[0-1].tfrecord")
 VIDEO_EVAL = str(SAMPLE / "video_level_2018" / "validate0003.tfrecord")
 VIDEO_FLAGS = ["--feature_names=mean_rgb,mean_audio", "--feature_sizes=1024,128"]
 
-
-def run(script, *args, check=True):
-  proc = subprocess.run([sys.executable, str(REPO / script), *args], capture_output=True,
-                        text=True, cwd=REPO, timeout=600)
-  if check:
-    assert proc.returncode == 0, proc.stderr[-3000:]
-  return proc
 
 
 @pytest.fixture(scope="module")
@@ -291,6 +284,7 @@ def test_segment_evaluation_and_segment_submission(tmp_path, frame_data):
   ])
   proc = run("eval.py", f"--train_dir={train_dir}", f"--eval_data_pattern={rated}",
              "--run_once", "--segment_labels", f"--metrics_json={tmp_path}/seg.json")
+  assert "epoch/eval number 3" in proc.stderr
   assert json.loads((tmp_path / "seg.json").read_text())["num_videos"] == 4  # rated segments
   events = event_accumulator.EventAccumulator(str(train_dir / "eval"),
                                               size_guidance={"tensors": 0})

@@ -8,7 +8,6 @@ import weakref
 from typing import Iterator, Sequence
 
 import keras
-import numpy as np
 import tensorflow as tf
 from absl import logging
 

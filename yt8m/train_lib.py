@@ -21,7 +21,6 @@ import time
 from typing import Sequence
 
 import keras
-import numpy as np
 import tensorflow as tf
 from absl import logging
 from tensorboard.plugins.hparams import api as hparams_api

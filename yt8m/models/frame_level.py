@@ -68,7 +68,7 @@ class FrameLevelLogisticModel(keras.Model):
 
 
 @keras.saving.register_keras_serializable(package="yt8m")
-class DbofModel(keras.Model):
+class DbofModel(layers.HparamsConfig, keras.Model):
   """Deep Bag of Frames: sample frames, project each to a wide 'cluster' layer, pool over the
   frames, project to a hidden layer, classify with a video-level model.
 
@@ -199,15 +199,10 @@ class DbofModel(keras.Model):
     output = self.classifier(hidden, training=training)
     return {"predictions": output["predictions"], "representation": hidden}
 
-  def get_config(self):
-    config = super().get_config()
-    config.update({"num_classes": self.num_classes,
-                   **{name: getattr(self, name) for name in self.HPARAMS}})
-    return config
 
 
 @keras.saving.register_keras_serializable(package="yt8m")
-class LstmModel(keras.Model):
+class LstmModel(layers.HparamsConfig, keras.Model):
   """Stacked LSTMs over the real frames; the top layer's final h feeds a video-level model.
 
   Each layer is keras.layers.LSTM(lstm_cells, unit_forget_bias=True) with default activations
@@ -284,8 +279,3 @@ class LstmModel(keras.Model):
     output = self.classifier(x, training=training)
     return {"predictions": output["predictions"], "representation": x}
 
-  def get_config(self):
-    config = super().get_config()
-    config.update({"num_classes": self.num_classes,
-                   **{name: getattr(self, name) for name in self.HPARAMS}})
-    return config

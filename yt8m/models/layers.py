@@ -196,3 +196,14 @@ def check_penalty(name: str, value) -> float:
   if not number or not 0 <= value < float("inf"):
     raise ValueError(f"{name} must be a number >= 0, got {value!r}")
   return float(value)
+
+
+class HparamsConfig:
+  """Mixin for models whose constructor arguments are `num_classes` plus the names in the
+  class's HPARAMS, each stored as an attribute: get_config() returns exactly those."""
+
+  def get_config(self):
+    config = super().get_config()
+    config.update({"num_classes": self.num_classes,
+                   **{name: getattr(self, name) for name in self.HPARAMS}})
+    return config

@@ -69,7 +69,7 @@ def _feature_size(features_shape, model: str, rgb_size: int | None = None) -> in
 
 
 @keras.saving.register_keras_serializable(package="yt8m")
-class HierarchicalLstmModel(keras.Model):
+class HierarchicalLstmModel(layers.HparamsConfig, keras.Model):
   """H-RNN (the paper's teacher): a lower LSTM stack encodes blocks of frames, an upper one the
   sequence of blocks.
 
@@ -199,11 +199,6 @@ class HierarchicalLstmModel(keras.Model):
     return {"predictions": output["predictions"], "representation": video,
             "intermediates": encodings, "intermediate_mask": tf.cast(block_mask, tf.float32)}
 
-  def get_config(self):
-    config = super().get_config()
-    config.update({"num_classes": self.num_classes,
-                   **{name: getattr(self, name) for name in self.HPARAMS}})
-    return config
 
 
 # ----------------------------------------------------------------------------------- NetVLAD
@@ -272,7 +267,7 @@ class NetVlad(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="yt8m")
-class NetVladModel(keras.Model):
+class NetVladModel(layers.HparamsConfig, keras.Model):
   """WILLOW's gated NetVLAD (NetVLADModelLF, 1st of Kaggle 2017) with separate rgb and audio
   branches, over all real frames.
 
@@ -413,11 +408,6 @@ class NetVladModel(keras.Model):
       predictions = predictions * tf.sigmoid(tf.cast(gates, tf.float32))
     return {"predictions": predictions, "representation": hidden}
 
-  def get_config(self):
-    config = super().get_config()
-    config.update({"num_classes": self.num_classes,
-                   **{name: getattr(self, name) for name in self.HPARAMS}})
-    return config
 
 
 # ---------------------------------------------------------------------------------- NeXtVLAD
@@ -502,7 +492,7 @@ class NeXtVlad(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="yt8m")
-class NeXtVladModel(keras.Model):
+class NeXtVladModel(layers.HparamsConfig, keras.Model):
   """NeXtVLAD (Lin, Xiao, Fan, ECCV'18 workshop) with separate rgb and audio branches, over all
   real frames.
 
@@ -615,8 +605,3 @@ class NeXtVladModel(keras.Model):
     output = self.classifier(hidden, training=training)
     return {"predictions": output["predictions"], "representation": hidden}
 
-  def get_config(self):
-    config = super().get_config()
-    config.update({"num_classes": self.num_classes,
-                   **{name: getattr(self, name) for name in self.HPARAMS}})
-    return config
