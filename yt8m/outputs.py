@@ -49,5 +49,7 @@ def write_metrics_json(path: str, metrics: dict) -> None:
   values = _metric_values(metrics)
   if "teacher" in metrics:
     values["teacher"] = _metric_values(metrics["teacher"])
-  with atomic_output(path, signature='{"hit_at_one":') as f:
-    f.write(json.dumps(values, indent=1) + "\n")
+  text = json.dumps(values, indent=1) + "\n"
+  # An earlier metrics file starts the same way (its first key), so it may be replaced.
+  with atomic_output(path, signature=text[:text.index(":")]) as f:
+    f.write(text)
