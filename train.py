@@ -95,6 +95,10 @@ flags.DEFINE_float("pred_weight", 1.0, "Weight of L_pred (teacher vs student pro
 flags.DEFINE_float("intermediate_weight", 0.0, "Weight of the H-RNN block-encoding match.")
 flags.DEFINE_enum("pred_loss", "mse", list(distill.PRED_LOSSES), "L_pred: squared error "
                   "(the paper) or per-class binary KL.")
+flags.DEFINE_bool("share_teacher_head", False, "The student classifies with the teacher's "
+                  "output layer (the paper's shared output layer; needed when the student "
+                  "learns from L_rep alone): copied from a serial teacher, mirrored every step "
+                  "from a parallel one, never trained by the student's losses.")
 flags.DEFINE_string("init_from", "", "A new run starts from the model weights of this "
                     "checkpoint or train_dir (e.g. fine-tuning a distilled student on L_CE).")
 FLAGS = flags.FLAGS
@@ -108,7 +112,9 @@ def with_distillation(run: run_config.RunConfig) -> run_config.RunConfig:
     return run
   weights = distill.LossWeights(FLAGS.ce_weight, FLAGS.rep_weight, FLAGS.pred_weight,
                                 FLAGS.intermediate_weight, FLAGS.pred_loss)
-  return run_config.with_teacher(run, mode, dataclasses.asdict(weights), FLAGS.teacher_dir)
+  return run_config.with_teacher(run, mode, {**dataclasses.asdict(weights),
+                                            "share_head": FLAGS.share_teacher_head},
+                                 FLAGS.teacher_dir)
 
 
 def main(argv):

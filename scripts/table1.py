@@ -60,6 +60,8 @@ flags.DEFINE_integer("batch_size", 64, "Batch size.")
 flags.DEFINE_float("learning_rate", 0.001, "Adam learning rate (the paper's).")
 flags.DEFINE_float("rep_weight", 0.01, "Weight of L_rep when it is on.")
 flags.DEFINE_float("pred_weight", 1.0, "Weight of L_pred when it is on.")
+flags.DEFINE_bool("share_teacher_head", True, "Students classify with the teacher's output "
+                  "layer (the paper's shared output layer; rows without L_CE need it).")
 FLAGS = flags.FLAGS
 
 TERM_NAMES = {"rep": "L_rep", "pred": "L_pred", "ce": "L_CE"}
@@ -71,10 +73,11 @@ def loss_weights(combo: str) -> dict:
   unknown = terms - {"rep", "pred", "ce"}
   if unknown:
     raise ValueError(f"--losses: unknown term(s) {sorted(unknown)} in {combo!r}")
-  return dataclasses.asdict(distill.LossWeights(
+  weights = distill.LossWeights(
       ce_weight=1.0 if "ce" in terms else 0.0,
       rep_weight=FLAGS.rep_weight if "rep" in terms else 0.0,
-      pred_weight=FLAGS.pred_weight if "pred" in terms else 0.0))
+      pred_weight=FLAGS.pred_weight if "pred" in terms else 0.0)
+  return {**dataclasses.asdict(weights), "share_head": FLAGS.share_teacher_head}
 
 
 def base_run(k: int | None, strategy: str) -> run_config_lib.RunConfig:

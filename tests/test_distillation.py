@@ -145,3 +145,22 @@ def test_bad_distillation_flags(tmp_path, frame_data, teacher_dir, args, message
   proc = run("train.py", *LSTM, f"--train_data_pattern={frame_data}/train*.tfrecord",
              f"--train_dir={tmp_path}/x", "--max_steps=1", *args, check=False)
   assert proc.returncode != 0 and message in proc.stderr.splitlines()[-1]
+
+
+@pytest.mark.parametrize("mode", ["serial", "parallel"])
+def test_shared_teacher_head_lets_rep_alone_train_the_student(tmp_path, frame_data, teacher_dir,
+                                                             mode):
+  student = tmp_path / mode
+  teacher_flag = [f"--teacher_dir={teacher_dir}"] if mode == "serial" else [
+      "--distillation=parallel"]
+  run("train.py", *LSTM, f"--train_data_pattern={frame_data}/train*.tfrecord",
+      f"--train_dir={student}", "--max_steps=3", "--student_frames=4", *teacher_flag,
+      "--share_teacher_head", "--ce_weight=0", "--pred_weight=0", "--rep_weight=1")
+  # Checkpoints are read through the object graph (TF names a variable by its shortest
+  # path, which may be the optimizer's), so compare restored models, not key names.
+  from yt8m import eval_lib
+  run_cfg, model, path = eval_lib.load_model(str(student))
+  teacher = (eval_lib.load_parallel_teacher(run_cfg, path) if mode == "parallel"
+             else eval_lib.load_model(str(teacher_dir))[1])
+  for mine, theirs in zip(model.classifier.weights, teacher.classifier.weights):
+    np.testing.assert_array_equal(mine.numpy(), theirs.numpy())

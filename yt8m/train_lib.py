@@ -205,6 +205,15 @@ def build_model(run: run_config_lib.RunConfig) -> keras.Model:
   return model
 
 
+def check_same_head(teacher: keras.Model, student: keras.Model) -> None:
+  """--share_teacher_head needs the same classifier on the same representation size."""
+  heads = [getattr(m, "classifier", None) for m in (teacher, student)]
+  if any(h is None for h in heads) or [w.shape for w in heads[0].weights] != [
+      w.shape for w in heads[1].weights]:
+    raise ValueError("--share_teacher_head needs teacher and student of one family and size "
+                     "(the same classifier on the same representation)")
+
+
 def check_checkpointable(model: keras.Model) -> None:
   """Every weight must be reachable by tf.train.Checkpoint: Keras 3 tracks layers held in
   Python containers itself, but a checkpoint would silently skip them (and a restore could
@@ -293,11 +302,15 @@ def train(run: run_config_lib.RunConfig, train_files: Sequence[str], config: Tra
   loss_fn = losses.build_loss(run.label_loss)
   schedule = StarterDecay(config.base_learning_rate, config.learning_rate_decay,
                           config.learning_rate_decay_examples, global_batch)
+  share_head = bool(teacher_run) and run.distillation.get("share_head", False)
   with strategy.scope():
     model = build_model(run)
     teacher = build_model(teacher_run) if teacher_run else None
     if teacher is not None and not parallel:
       teacher.trainable = False  # serial: frozen; student losses reach it through stop_gradient
+    if share_head:
+      check_same_head(teacher, model)
+      model.classifier.trainable = False  # it mirrors the teacher's (see mirror_head below)
     # Parallel: one optimizer over both; the teacher's gradient comes from its own label loss
     # only, because the student's terms see the teacher through tf.stop_gradient.
     variables = model.trainable_variables + (teacher.trainable_variables if parallel else [])
@@ -315,6 +328,15 @@ def train(run: run_config_lib.RunConfig, train_files: Sequence[str], config: Tra
     logging.info("Teacher (frozen): %s", teacher_checkpoint)
     tf.train.Checkpoint(model=teacher).restore(
         teacher_checkpoint).assert_existing_objects_matched().expect_partial()
+  # The paper's shared output layer: the student classifies with the teacher's head (copied
+  # once from a frozen teacher; after every step from a parallel one).
+  head_pairs = list(zip(model.classifier.weights, teacher.classifier.weights)
+                    ) if share_head else []
+
+  def mirror_head():
+    for student_weight, teacher_weight in head_pairs:
+      student_weight.assign(teacher_weight)
+
   if manager.latest_checkpoint:
     logging.info("Restoring from %s (the current code and flags are used).",
                  manager.latest_checkpoint)
@@ -323,6 +345,7 @@ def train(run: run_config_lib.RunConfig, train_files: Sequence[str], config: Tra
     logging.info("Starting from the model weights of %s.", config.init_from)
     tf.train.Checkpoint(model=model).restore(
         config.init_from).assert_existing_objects_matched().expect_partial()
+  mirror_head()
   step = int(optimizer.iterations.numpy())
   if config.max_steps and step >= config.max_steps:
     logging.info("Step %d already reaches --max_steps=%d; nothing to do.", step,
@@ -372,6 +395,8 @@ def train(run: run_config_lib.RunConfig, train_files: Sequence[str], config: Tra
     @tf.function
     def step_fn(batch):
       out = strategy.run(replica_step, args=(batch,))
+      if parallel:
+        mirror_head()  # after the update, in cross-replica context: every replica's copy
       result = {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
                 for k, v in out.items() if k not in ("predictions", "labels")}
       if with_outputs:
