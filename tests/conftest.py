@@ -26,6 +26,16 @@ def run_cli(script: str, *args: str, check: bool = True) -> subprocess.Completed
   return proc
 
 
+def padded_videos(num_frames, t: int, dim: int, seed: int = 0, pad_value: float = 0.0):
+  """[B, t, dim] random raw frames: row b has num_frames[b] frames, then pad_value; and the
+  [B] int32 frame counts."""
+  rng = np.random.default_rng(seed)
+  x = rng.normal(size=(len(num_frames), t, dim)).astype(np.float32)
+  for b, n in enumerate(num_frames):
+    x[b, n:] = pad_value
+  return x, np.asarray(num_frames, np.int32)
+
+
 def frames(num_frames: int, size: int, offset: int = 0) -> np.ndarray:
   """Distinct, recognisable uint8 frames: frame t holds (t + offset + column) % 256."""
   t = np.arange(num_frames)[:, None] + offset + np.arange(size)[None, :]

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import padded_videos
 from yt8m import models, train_lib
 from yt8m.models import layers
 from yt8m.models.teachers import HierarchicalLstmModel, NetVlad, NetVladModel, NeXtVlad
@@ -32,12 +33,7 @@ def build(name, **hparams):
 
 
 def videos(num_frames, t, seed=0, pad_value=0.0):
-  """[B, t, D] raw frames: row b has num_frames[b] random frames, then pad_value."""
-  rng = np.random.default_rng(seed)
-  x = rng.normal(size=(len(num_frames), t, D)).astype(np.float32)
-  for b, n in enumerate(num_frames):
-    x[b, n:] = pad_value
-  return x, np.asarray(num_frames, np.int32)
+  return padded_videos(num_frames, t, D, seed, pad_value)
 
 
 def assert_outputs_equal(a, b, atol=1e-5, keys=("predictions", "representation")):
