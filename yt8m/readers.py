@@ -142,20 +142,12 @@ def dequantize(quantized: tf.Tensor) -> tf.Tensor:
 
 
 def _check(ok, path, index, video_id, what):
-  """In-graph assertion whose failure message names the file, record and video. The message
-  is built only when the check fails: this runs for every record."""
-
-  def fail():
-    detail = what() if callable(what) else what  # a callable builds its text lazily too
-    message = tf.strings.join([
-        path, ": record ", tf.strings.as_string(index), " (video '", video_id, "'): ", detail,
-        _ERROR_END
-    ])
-    with tf.control_dependencies([tf.debugging.Assert(False, [_ERROR_MARK, message],
-                                                      summarize=1)]):
-      return tf.constant(False)
-
-  return tf.cond(ok, lambda: tf.constant(True), fail)
+  """In-graph assertion whose failure message names the file, record and video."""
+  message = tf.strings.join([
+      path, ": record ", tf.strings.as_string(index), " (video '", video_id, "'): ", what,
+      _ERROR_END
+  ])
+  return tf.debugging.Assert(ok, [_ERROR_MARK, message], summarize=1)
 
 
 def _multi_hot(label_indices, num_rows, num_classes):
@@ -173,9 +165,9 @@ def _label_checks(labels, config, path, index, video_id):
                          "missing key 'labels' (or an empty label list); unlabelled files can "
                          "only be used for inference"))
   in_range = tf.reduce_all((labels >= 0) & (labels < config.num_classes))
-  checks.append(_check(in_range, path, index, video_id, lambda: tf.strings.join([
-      "label id ", tf.strings.as_string(tf.reduce_max(tf.concat([labels, [-1]], 0))),
-      " is outside [0, ", str(config.num_classes),
+  bad_label = tf.strings.as_string(tf.reduce_max(tf.concat([labels, [-1]], 0)))
+  checks.append(_check(in_range, path, index, video_id, tf.strings.join([
+      "label id ", bad_label, " is outside [0, ", str(config.num_classes),
       "); is --num_classes right (3862 for 2018+ data, 4716 for 2017)?"
   ])))
   return checks
@@ -283,13 +275,11 @@ def _parse_frame_level(path, index, serialized, config: ReaderConfig, training: 
                          f"0 frames of '{name}' (missing or empty feature list; if this is "
                          "video-level data, drop --frame_features)"))
     lengths = tf.strings.length(frames)
-
-    def wrong_size(lengths=lengths, name=name, size=size):
-      first_wrong = tf.concat([tf.boolean_mask(lengths, lengths != size), [size]], 0)[0]
-      return tf.strings.join([f"a '{name}' frame has ", tf.strings.as_string(first_wrong),
-                              f" bytes, expected {size} (--feature_sizes)"])
-
-    checks.append(_check(tf.reduce_all(lengths == size), path, index, video_id, wrong_size))
+    wrong = tf.boolean_mask(lengths, lengths != size)
+    bad_length = tf.strings.as_string(tf.concat([wrong, [size]], 0)[0])
+    checks.append(_check(tf.reduce_all(lengths == size), path, index, video_id,
+                         tf.strings.join([f"a '{name}' frame has ", bad_length,
+                                          f" bytes, expected {size} (--feature_sizes)"])))
 
   with tf.control_dependencies(checks):
     # num_frames comes from the first feature, as in the starter.
