@@ -95,6 +95,9 @@ flags.DEFINE_float("pred_weight", 1.0, "Weight of L_pred (teacher vs student pro
 flags.DEFINE_float("intermediate_weight", 0.0, "Weight of the H-RNN block-encoding match.")
 flags.DEFINE_enum("pred_loss", "mse", list(distill.PRED_LOSSES), "L_pred: squared error "
                   "(the paper) or per-class binary KL.")
+flags.DEFINE_integer("student_hrnn_block_frames", 0, "HierarchicalLstmModel students: frames "
+                     "per block of the student (0: --hrnn_block_frames). The authors' student "
+                     "had 5 blocks: k/5.")
 flags.DEFINE_bool("share_teacher_head", False, "The student classifies with the teacher's "
                   "output layer (the paper's shared output layer; needed when the student "
                   "learns from L_rep alone): copied from a serial teacher, mirrored every step "
@@ -105,6 +108,14 @@ FLAGS = flags.FLAGS
 
 
 def with_distillation(run: run_config.RunConfig) -> run_config.RunConfig:
+  # A parallel teacher is the same model on every frame, with the teacher's block length.
+  teacher = dataclasses.replace(run, student_frames=None, frame_selection="uniform")
+  if FLAGS.student_hrnn_block_frames:
+    if "hrnn_block_frames" not in run.model_hparams or not run.student_frames:
+      raise ValueError("--student_hrnn_block_frames is for HierarchicalLstmModel students "
+                       "(--student_frames)")
+    run = dataclasses.replace(run, model_hparams={
+        **run.model_hparams, "hrnn_block_frames": FLAGS.student_hrnn_block_frames})
   mode = FLAGS.distillation or ("serial" if FLAGS.teacher_dir else "")
   if not mode:
     if FLAGS.teacher_dir:
@@ -114,7 +125,7 @@ def with_distillation(run: run_config.RunConfig) -> run_config.RunConfig:
                                 FLAGS.intermediate_weight, FLAGS.pred_loss)
   return run_config.with_teacher(run, mode, {**dataclasses.asdict(weights),
                                             "share_head": FLAGS.share_teacher_head},
-                                 FLAGS.teacher_dir)
+                                 FLAGS.teacher_dir, parallel_teacher=teacher)
 
 
 def main(argv):

@@ -164,3 +164,17 @@ def test_shared_teacher_head_lets_rep_alone_train_the_student(tmp_path, frame_da
              else eval_lib.load_model(str(teacher_dir))[1])
   for mine, theirs in zip(model.classifier.weights, teacher.classifier.weights):
     np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
+
+
+def test_hrnn_student_blocks_and_intermediate_matching(tmp_path, frame_data):
+  student = tmp_path / "hrnn"
+  proc = run("train.py", "--frame_features", "--model=HierarchicalLstmModel", "--lstm_cells=4",
+             "--num_classes=10", "--feature_names=rgb,audio", "--feature_sizes=1024,128",
+             "--batch_size=8", f"--train_data_pattern={frame_data}/train*.tfrecord",
+             f"--train_dir={student}", "--max_steps=2", "--student_frames=10",
+             "--student_hrnn_block_frames=2", "--distillation=parallel",
+             "--intermediate_weight=1", "--log_every_steps=1")
+  assert "intermediate_loss:" in proc.stderr
+  saved = json.loads((student / "model_flags.json").read_text())
+  assert saved["model_hparams"]["hrnn_block_frames"] == 2  # the student: 5 blocks of 2
+  assert saved["distillation"]["teacher"]["model_hparams"]["hrnn_block_frames"] == 15
