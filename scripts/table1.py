@@ -201,8 +201,9 @@ def main(_):
     for seed in map(int, FLAGS.seeds):
       teacher_dir = os.path.join(FLAGS.output_dir, "runs", f"teacher_s{seed}")
       for regime, loss, strategy, k in grid():
-        if (regime, loss, strategy, str(k), str(seed)) in finished:
-          continue
+        teacher_missing = regime == "teacher" and not tf.train.latest_checkpoint(teacher_dir)
+        if (regime, loss, strategy, str(k), str(seed)) in finished and not teacher_missing:
+          continue  # (a teacher whose checkpoint is gone is retrained: serial rows need it)
         run = base_run(k or None, "uniform" if regime == "teacher" else strategy)
         if regime == "serial":
           run = run_config_lib.with_teacher(run, regime, loss_weights(loss), teacher_dir)
@@ -216,9 +217,10 @@ def main(_):
         row = {"regime": regime, "loss": loss, "strategy": strategy, "k": k, "seed": seed,
                "gap": f"{metrics['gap']:.5f}", "map": f"{metrics['map']:.5f}",
                "hit_at_one": f"{metrics['hit_at_one']:.5f}", "seconds": f"{seconds:.1f}"}
-        writer.writerow(row)
-        f.flush()
-        done.append({k2: str(v) for k2, v in row.items()})
+        if (regime, loss, strategy, str(k), str(seed)) not in finished:
+          writer.writerow(row)
+          f.flush()
+          done.append({k2: str(v) for k2, v in row.items()})
         logging.info("%s: GAP %.4f mAP %.4f (%.0f s)", name, metrics["gap"], metrics["map"],
                      seconds)
   write_table(done, os.path.join(FLAGS.output_dir, "table.md"))

@@ -24,9 +24,13 @@ def test_table1_grid_writes_csv_table_and_plot(tmp_path):
   table = (out / "table.md").read_text()
   assert "Teacher-Skyline" in table and "Serial, L_rep + L_pred + L_CE" in table
   assert (out / "gap_vs_k.png").stat().st_size > 10_000
-  # A second run resumes: nothing left to train, same rows.
+  # A second run resumes: nothing left to train, same rows; a teacher whose checkpoint is
+  # gone is retrained (serial rows need it) without adding a row.
+  import shutil
+  shutil.rmtree(out / "runs" / "teacher_s1")
   run_script(*args)
   assert len(list(csv.DictReader(open(out / "results.csv")))) == 5
+  assert (out / "runs" / "teacher_s1" / "checkpoint").exists()
 
 
 def test_sanity_report_prints_gap_per_budget(tmp_path):
