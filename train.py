@@ -102,6 +102,9 @@ flags.DEFINE_bool("share_teacher_head", False, "The student classifies with the 
                   "output layer (the paper's shared output layer; needed when the student "
                   "learns from L_rep alone): copied from a serial teacher, mirrored every step "
                   "from a parallel one, never trained by the student's losses.")
+flags.DEFINE_bool("cache_teacher_outputs", True, "Serial distillation: compute the frozen "
+                  "teacher's outputs once per training video (exact: the teacher runs in "
+                  "inference mode) instead of at every step.")
 flags.DEFINE_string("init_from", "", "A new run starts from the model weights of this "
                     "checkpoint or train_dir (e.g. fine-tuning a distilled student on L_CE).")
 FLAGS = flags.FLAGS
@@ -168,7 +171,7 @@ def main(argv):
         num_readers=FLAGS.num_readers, shuffle_buffer=FLAGS.shuffle_buffer,
         log_every=FLAGS.log_every_steps, seed=FLAGS.seed,
         mixed_precision=FLAGS.mixed_precision, start_new_model=FLAGS.start_new_model,
-        init_from=init_from,
+        init_from=init_from, cache_teacher=FLAGS.cache_teacher_outputs,
         hparams={f.name: f.value for f in FLAGS.flags_by_module_dict().get(sys.argv[0], [])}
         | run.model_hparams)
     strategy = train_lib.make_strategy(FLAGS.tpu, FLAGS.num_gpu)

@@ -178,3 +178,19 @@ def test_hrnn_student_blocks_and_intermediate_matching(tmp_path, frame_data):
   saved = json.loads((student / "model_flags.json").read_text())
   assert saved["model_hparams"]["hrnn_block_frames"] == 2  # the student: 5 blocks of 2
   assert saved["distillation"]["teacher"]["model_hparams"]["hrnn_block_frames"] == 15
+
+
+def test_cached_frozen_teacher_gives_the_same_losses(tmp_path, frame_data, teacher_dir):
+  lines = {}
+  for flag in ("--cache_teacher_outputs", "--nocache_teacher_outputs"):
+    proc = run("train.py", *LSTM, f"--train_data_pattern={frame_data}/train*.tfrecord",
+               f"--train_dir={tmp_path}/{flag.strip('-')}", "--max_steps=3",
+               "--student_frames=4", f"--teacher_dir={teacher_dir}", "--seed=5",
+               "--log_every_steps=1", flag)
+    lines[flag] = [line.split("| ", 1)[1].split(" Examples/sec")[0] + line.split(
+        "Examples/sec: ")[1].split("| ", 1)[1] for line in proc.stderr.splitlines()
+                   if "training step" in line]
+    cached_lines = [l for l in proc.stderr.splitlines() if "Cached the frozen teacher" in l]
+    assert bool(cached_lines) == (flag == "--cache_teacher_outputs"), cached_lines
+  assert len(lines["--cache_teacher_outputs"]) == 3
+  assert lines["--cache_teacher_outputs"] == lines["--nocache_teacher_outputs"]

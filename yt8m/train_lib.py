@@ -21,6 +21,7 @@ import time
 from typing import Sequence
 
 import keras
+import numpy as np
 import tensorflow as tf
 from absl import logging
 from tensorboard.plugins.hparams import api as hparams_api
@@ -57,6 +58,7 @@ class TrainConfig:
   mixed_precision: str = ""  # "" or "mixed_bfloat16"
   start_new_model: bool = False
   init_from: str = ""  # a new run starts from this checkpoint's model weights (fine-tuning)
+  cache_teacher: bool = True  # serial: compute the frozen teacher's outputs once per video
   hparams: dict = dataclasses.field(default_factory=dict)  # logged to TensorBoard
 
 
@@ -195,14 +197,19 @@ def build_model(run: run_config_lib.RunConfig) -> keras.Model:
   """The run's model with its weights created (Keras 3 builds on the first call), so that a
   checkpoint restore finds every variable (deps.md P3, P6). Call inside strategy.scope()."""
   model = models.build_model(run.model, run.num_classes, **run.model_hparams)
+  dummy_outputs(model, run)
+  check_checkpointable(model)
+  return model
+
+
+def dummy_outputs(model: keras.Model, run: run_config_lib.RunConfig) -> dict:
+  """The model's outputs for one all-zero video of the run's input shape."""
   reader = run.reader_config()
   if reader.frame_features:
     shape = (1, reader.num_output_frames, reader.feature_dim)
   else:
     shape = (1, reader.feature_dim)
-  model(tf.zeros(shape), tf.ones([1], tf.int32), training=False)
-  check_checkpointable(model)
-  return model
+  return model(tf.zeros(shape), tf.ones([1], tf.int32), training=False)
 
 
 def check_same_head(teacher: keras.Model, student: keras.Model) -> None:
@@ -237,8 +244,44 @@ _STEP_KEYS = ("features", "num_frames", "labels")
 _TEACHER_KEYS = ("teacher_features", "teacher_num_frames", "frame_indices")
 
 
+class TeacherCache:
+  """A frozen teacher's outputs for every training video, computed once (serial runs).
+
+  The teacher runs in inference mode, so its outputs for a video never change: one pass
+  replaces a teacher forward over all frames at every step, and the student's reader decodes
+  only its k frames. Looked up by video id in the input pipeline.
+  """
+  KEYS = ("representation", "predictions", "intermediates", "intermediate_mask")
+
+  def __init__(self, teacher: keras.Model, teacher_run: run_config_lib.RunConfig,
+               files: Sequence[str], batch_size: int = 256):
+    predict = tf.function(lambda f, n: teacher(f, n, training=False))
+    ids, columns = [], {}
+    for batch in readers.iterate_numpy(files, teacher_run.reader_config(), batch_size):
+      out = predict(batch["features"], batch["num_frames"])
+      ids.extend(batch["video_ids"].tolist())
+      for key in self.KEYS:
+        if key in out:
+          columns.setdefault(key, []).append(tf.cast(out[key], tf.float32).numpy())
+    if len(set(ids)) != len(ids):
+      raise ValueError("the training data repeats video ids; the teacher cache needs unique "
+                       "ids (pass --nocache_teacher_outputs)")
+    self.num_videos = len(ids)
+    self.index = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(tf.constant(ids), tf.range(len(ids),
+                                                                        dtype=tf.int64)), -1)
+    # Host-side variables: the input pipeline captures them by reference (no huge constants).
+    with tf.device("/cpu:0"):
+      self.values = {key: tf.Variable(np.concatenate(parts), trainable=False)
+                     for key, parts in columns.items()}
+
+  def lookup(self, video_ids: tf.Tensor) -> dict:
+    rows = self.index.lookup(video_ids)
+    return {f"teacher_{key}": tf.gather(value, rows) for key, value in self.values.items()}
+
+
 def _training_dataset(strategy, files, reader, config: TrainConfig, global_batch: int,
-                      repeat: bool):
+                      repeat: bool, teacher_cache: TeacherCache | None = None):
   # The starter trained on the final smaller batch too; TPUs need static shapes.
   drop_remainder = isinstance(strategy, tf.distribute.TPUStrategy)
 
@@ -257,6 +300,9 @@ def _training_dataset(strategy, files, reader, config: TrainConfig, global_batch
         shard=shard)
     # Strings cannot go to accelerators; the step needs only these.
     keys = _STEP_KEYS + (_TEACHER_KEYS if reader.teacher_frames else ())
+    if teacher_cache is not None:
+      return ds.map(lambda b: {**{k: b[k] for k in keys + ("frame_indices",)},
+                               **teacher_cache.lookup(b["video_ids"])})
     return ds.map(lambda b: {k: b[k] for k in keys})
 
   return strategy.distribute_datasets_from_function(dataset_fn)
@@ -294,11 +340,10 @@ def train(run: run_config_lib.RunConfig, train_files: Sequence[str], config: Tra
   weights = distill.LossWeights(**{k: run.distillation[k] for k in (
       "ce_weight", "rep_weight", "pred_weight", "intermediate_weight", "pred_loss")}
                                 ) if teacher_run else distill.LossWeights()
+  cached = bool(teacher_run) and not parallel and config.cache_teacher
   reader = run.reader_config()
-  if teacher_run:
+  if teacher_run and not cached:
     reader = dataclasses.replace(reader, teacher_frames=True)
-  dataset = _training_dataset(strategy, train_files, reader, config, global_batch,
-                              repeat=multi_worker)
   loss_fn = losses.build_loss(run.label_loss)
   schedule = StarterDecay(config.base_learning_rate, config.learning_rate_decay,
                           config.learning_rate_decay_examples, global_batch)
@@ -308,6 +353,12 @@ def train(run: run_config_lib.RunConfig, train_files: Sequence[str], config: Tra
     teacher = build_model(teacher_run) if teacher_run else None
     if teacher is not None and not parallel:
       teacher.trainable = False  # serial: frozen; student losses reach it through stop_gradient
+    if teacher is not None and weights.rep_weight:
+      sizes = [dummy_outputs(m, r)["representation"].shape[-1]
+               for m, r in ((teacher, teacher_run), (model, run))]
+      if sizes[0] != sizes[1]:
+        raise ValueError(f"--rep_weight: the teacher's representation has {sizes[0]} values, "
+                         f"the student's {sizes[1]}; L_rep needs one family and size")
     if share_head:
       check_same_head(teacher, model)
       model.classifier.trainable = False  # it mirrors the teacher's (see mirror_head below)
@@ -328,6 +379,14 @@ def train(run: run_config_lib.RunConfig, train_files: Sequence[str], config: Tra
     logging.info("Teacher (frozen): %s", teacher_checkpoint)
     tf.train.Checkpoint(model=teacher).restore(
         teacher_checkpoint).assert_existing_objects_matched().expect_partial()
+  teacher_cache = None
+  if cached:
+    start = time.perf_counter()
+    teacher_cache = TeacherCache(teacher, teacher_run, train_files)
+    logging.info("Cached the frozen teacher's outputs for %d videos in %.1f s.",
+                 teacher_cache.num_videos, time.perf_counter() - start)
+  dataset = _training_dataset(strategy, train_files, reader, config, global_batch,
+                              repeat=multi_worker, teacher_cache=teacher_cache)
   # The paper's shared output layer: the student classifies with the teacher's head (copied
   # once from a frozen teacher; after every step from a parallel one).
   head_pairs = list(zip(model.classifier.weights, teacher.classifier.weights)
@@ -369,8 +428,12 @@ def train(run: run_config_lib.RunConfig, train_files: Sequence[str], config: Tra
       total = weights.ce_weight * label_loss + config.regularization_penalty * reg_share
       logs = {"label_loss": label_loss, "reg_loss": reg_share}
       if teacher is not None:
-        teacher_out = teacher(batch["teacher_features"], batch["teacher_num_frames"],
-                              training=parallel)
+        if cached:
+          teacher_out = {k: batch[f"teacher_{k}"] for k in TeacherCache.KEYS
+                         if f"teacher_{k}" in batch}
+        else:
+          teacher_out = teacher(batch["teacher_features"], batch["teacher_num_frames"],
+                                training=parallel)
         terms = distill.student_terms(teacher_out, out, batch["frame_indices"], weights,
                                       getattr(model, "hrnn_block_frames", None),
                                       getattr(teacher, "hrnn_block_frames", None))
