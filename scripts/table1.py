@@ -137,8 +137,9 @@ def write_table(rows, path):
 
   def cell(entries, key):
     values = [float(e[key]) for e in entries]
-    spread = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.3f} ± {spread:.3f}"
+    if len(values) == 1:  # one seed: no spread to show
+      return f"{values[0]:.3f}"
+    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
 
   lines = ["| model | " + " | ".join(f"k={k} GAP | k={k} mAP" for k in ks) + " |",
            "|---|" + "---|---|" * len(ks)]
@@ -153,7 +154,8 @@ def write_table(rows, path):
                for k in ks]
     lines.append(f"| {label} | " + " | ".join(cells) + " |")
   seeds = sorted({r["seed"] for r in rows})
-  lines.append(f"\nMean ± standard deviation over seeds {', '.join(seeds)}.")
+  lines.append(f"\nMean ± standard deviation over seeds {', '.join(seeds)}." if len(seeds) > 1
+               else f"\nOne seed ({seeds[0]}): no spread.")
   with open(path, "w") as f:
     f.write("\n".join(lines) + "\n")
 
