@@ -19,6 +19,7 @@ from absl import app, flags, logging
 
 import common_flags
 from yt8m import distill, frame_selection, readers, run_config, train_lib
+from yt8m.models import selector
 
 # Dataset flags.
 flags.DEFINE_string("train_dir", "/tmp/yt8m_model/", "The directory to save the model files in.")
@@ -81,8 +82,17 @@ flags.DEFINE_enum("mixed_precision", "", ["", "mixed_bfloat16"], "Keras mixed pr
 flags.DEFINE_integer("student_frames", None, "The model sees only this many frames of each "
                      "video (k), chosen by --frame_selection before decoding. Without a "
                      "teacher this is the paper's 'model with k frames' baseline.")
-flags.DEFINE_enum("frame_selection", "uniform", list(frame_selection.STRATEGIES),
-                  "Which k frames a student sees.")
+flags.DEFINE_enum("frame_selection", "uniform", list(frame_selection.SELECTIONS),
+                  "Which k frames a student sees (docs/DISTILLATION.md). learned: a small "
+                  "scorer looks at every frame and picks one per stretch of the video, "
+                  "trained with the student (docs/LEARNED_SELECTION.md).")
+flags.DEFINE_integer("selector_hidden", 16, "--frame_selection=learned: hidden width of the "
+                     "frame scorer.")
+flags.DEFINE_float("selector_temperature", 1.0, "--frame_selection=learned: temperature of "
+                   "the training-time draw within each stretch.")
+flags.DEFINE_enum("selector_estimator", "straight_through", list(selector.ESTIMATORS),
+                  "--frame_selection=learned: how the scorer gets its gradient (Gumbel-softmax "
+                  "straight-through, or REINFORCE on the student's loss).")
 flags.DEFINE_string("teacher_dir", "", "Serial distillation: a trained teacher's --train_dir; "
                     "the teacher is frozen and only the student trains.")
 flags.DEFINE_enum("distillation", "", ["", "serial", "parallel"], "parallel: teacher (all "
@@ -112,7 +122,8 @@ FLAGS = flags.FLAGS
 
 def with_distillation(run: run_config.RunConfig) -> run_config.RunConfig:
   # A parallel teacher is the same model on every frame, with the teacher's block length.
-  teacher = dataclasses.replace(run, student_frames=None, frame_selection="uniform")
+  teacher = dataclasses.replace(run, student_frames=None, frame_selection="uniform",
+                                selector_hparams={})
   if FLAGS.student_hrnn_block_frames:
     if "hrnn_block_frames" not in run.model_hparams or not run.student_frames:
       raise ValueError("--student_hrnn_block_frames is for HierarchicalLstmModel students "
@@ -129,6 +140,16 @@ def with_distillation(run: run_config.RunConfig) -> run_config.RunConfig:
   return run_config.with_teacher(run, mode, {**dataclasses.asdict(weights),
                                             "share_head": FLAGS.share_teacher_head},
                                  FLAGS.teacher_dir, parallel_teacher=teacher)
+
+
+def selector_hparams() -> dict:
+  if FLAGS.frame_selection != frame_selection.LEARNED:
+    return {}
+  if not FLAGS.student_frames:
+    raise ValueError("--frame_selection=learned needs --student_frames (the k frames to pick)")
+  return {"selector_hidden": FLAGS.selector_hidden,
+          "selector_temperature": FLAGS.selector_temperature,
+          "selector_estimator": FLAGS.selector_estimator}
 
 
 def main(argv):
@@ -149,7 +170,8 @@ def main(argv):
         frame_features=FLAGS.frame_features, label_loss=FLAGS.label_loss,
         num_classes=FLAGS.num_classes, student_frames=FLAGS.student_frames,
         frame_selection=FLAGS.frame_selection,
-        model_hparams=common_flags.model_hparams(FLAGS.model, sizes))
+        model_hparams=common_flags.model_hparams(FLAGS.model, sizes),
+        selector_hparams=selector_hparams())
     run.reader_config()  # checks names/sizes and the frame settings
     run = with_distillation(run)
     init_from = FLAGS.init_from

@@ -12,6 +12,10 @@ from the layer shapes (a multiply-add = 2 FLOPs; matrix products and LSTM gates 
 dominate): TensorFlow's profiler counts the body of an RNN's while-loop once, not once per
 frame, so it would undercount recurrent models. Padding costs nothing in the count (models
 mask or slice to the real frames); the mean real frame count of the data is used.
+
+--learned_ks adds students with --frame_selection=learned: their reader decodes every frame and
+their scorer (2 * D * selector_hidden FLOPs per frame) looks at all of them, both counted in
+their cost.
 """
 
 import json
@@ -31,6 +35,8 @@ from yt8m import run_config as run_config_lib
 flags.DEFINE_list("models", ["HierarchicalLstmModel", "NetVladModel", "NeXtVladModel",
                              "LstmModel", "DbofModel"], "Families to measure.")
 flags.DEFINE_list("ks", ["6", "10", "15", "20", "30"], "Student frame budgets.")
+flags.DEFINE_list("learned_ks", [], "Also learned-selection students at these k.")
+flags.DEFINE_integer("selector_hidden", 16, "Learned selection: scorer width.")
 flags.DEFINE_integer("num_videos", 500, "Synthetic videos to run inference on.")
 flags.DEFINE_integer("num_classes", 3862, "Classes.")
 flags.DEFINE_integer("repeats", 5, "Timed passes per variant.")
@@ -93,6 +99,11 @@ def flops_per_video(name: str, hp: dict, frames: float, dim: int, classes: int) 
   raise ValueError(f"no FLOP count for {name}")
 
 
+def scorer_flops(frames: float, dim: int, hidden: int) -> float:
+  """The learned selector's scorer on every real frame: Dense(hidden) then Dense(1)."""
+  return frames * (2 * dim * hidden + 2 * hidden)
+
+
 def inference_seconds(run, model, files, out_dir) -> float:
   start = time.perf_counter()
   rows = inference_lib.predict_top_k(model, run, files, FLAGS.batch_size, 20)
@@ -112,11 +123,15 @@ def main(_):
         batch["num_frames"] for batch in readers.iterate_numpy(files, audio_only, 256)])))
     for name in FLAGS.models:
       hp = HPARAMS.get(name, {})
-      variants = {"teacher": None, **{f"k={k}": int(k) for k in FLAGS.ks}}
+      variants = {"teacher": None, **{f"k={k}": int(k) for k in FLAGS.ks},
+                  **{f"learned k={k}": int(k) for k in FLAGS.learned_ks}}
       runs = {label: run_config_lib.RunConfig(
           model=name, feature_names=("rgb", "audio"), feature_sizes=(1024, 128),
           frame_features=True, num_classes=FLAGS.num_classes, student_frames=k,
-          model_hparams=hp) for label, k in variants.items()}
+          frame_selection="learned" if label.startswith("learned") else "uniform",
+          model_hparams=hp,
+          selector_hparams={"selector_hidden": FLAGS.selector_hidden}
+          if label.startswith("learned") else {}) for label, k in variants.items()}
       keras.backend.clear_session()
       built = {label: train_lib.build_model(run) for label, run in runs.items()}
       for label in variants:  # warm-up: tracing, page cache
@@ -130,13 +145,15 @@ def main(_):
       for label, k in variants.items():
         flops = flops_per_video(name, hp, min(k or mean_frames, mean_frames), 1152,
                                 FLAGS.num_classes)
+        if label.startswith("learned"):
+          flops += scorer_flops(mean_frames, 1152, FLAGS.selector_hidden)
         seconds = statistics.median(times[label])
         row = {"model": name, "variant": label, "k": k or 0, "gflops_per_video": flops / 1e9,
                "flops_ratio": flops / teacher_flops, "seconds": seconds,
                "videos_per_second": FLAGS.num_videos / seconds,
                "time_ratio": seconds / teacher_time}
         results.append(row)
-        print(f"{name:22s} {label:8s} {row['gflops_per_video']:8.3f} GFLOP/video "
+        print(f"{name:22s} {label:11s} {row['gflops_per_video']:8.3f} GFLOP/video "
               f"(x{row['flops_ratio']:.3f})  {seconds:6.2f} s = "
               f"{row['videos_per_second']:7.0f} videos/s (x{row['time_ratio']:.3f})", flush=True)
   print(f"({FLAGS.num_videos} videos, mean {mean_frames:.0f} real frames, median of "
@@ -150,9 +167,13 @@ def main(_):
     import matplotlib.pyplot as plt
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     for name in FLAGS.models:
-      rows = [r for r in results if r["model"] == name and r["k"]]
-      left.plot([r["k"] for r in rows], [r["flops_ratio"] for r in rows], "-o", label=name)
-      right.plot([r["k"] for r in rows], [r["time_ratio"] for r in rows], "-o", label=name)
+      for prefix, style in (("k=", "-o"), ("learned", "--^")):
+        rows = [r for r in results if r["model"] == name and r["variant"].startswith(prefix)]
+        if not rows:
+          continue
+        label = name + (" (learned selection)" if prefix == "learned" else "")
+        left.plot([r["k"] for r in rows], [r["flops_ratio"] for r in rows], style, label=label)
+        right.plot([r["k"] for r in rows], [r["time_ratio"] for r in rows], style, label=label)
     for ax, title in ((left, "FLOPs, student / teacher"), (right, "inference time, "
                                                                   "student / teacher")):
       ax.set_xlabel("k")

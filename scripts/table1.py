@@ -54,7 +54,14 @@ flags.DEFINE_list("strategies", list(frame_selection.STRATEGIES[:1]) +
 flags.DEFINE_list("regimes", ["parallel", "serial"], "Teacher-student regimes.")
 flags.DEFINE_list("losses", ["rep", "pred", "rep_ce", "pred_ce", "rep_pred_ce"],
                   "Student loss combinations (terms joined by _).")
+flags.DEFINE_list("student_strategies", ["uniform"], "Frame selections of the teacher-student "
+                  "rows (the paper: uniform; 'learned' for the selector study).")
+flags.DEFINE_string("teachers_from", "", "Use the teachers (and skyline rows) of another grid's "
+                    "--output_dir instead of training them here.")
+flags.DEFINE_integer("selector_hidden", 16, "Learned selection: scorer width.")
 flags.DEFINE_list("seeds", ["1", "2", "3"], "Seeds (weights and data order).")
+flags.DEFINE_bool("skyline", True, "Train and score each seed's teacher on all frames (serial "
+                  "rows need it; --noskyline lets a second process run other rows meanwhile).")
 flags.DEFINE_integer("epochs", 5, "Epochs for every run.")
 flags.DEFINE_integer("batch_size", 64, "Batch size.")
 flags.DEFINE_float("learning_rate", 0.001, "Adam learning rate (the paper's).")
@@ -86,10 +93,12 @@ def base_run(k: int | None, strategy: str) -> run_config_lib.RunConfig:
     block = FLAGS.hrnn_block_frames if k is None else (FLAGS.student_block_frames or
                                                        max(1, k // 5))
     hparams["hrnn_block_frames"] = block
+  learned = strategy == frame_selection.LEARNED
   return run_config_lib.RunConfig(
       model=FLAGS.model, feature_names=("rgb", "audio"), feature_sizes=(1024, 128),
       frame_features=True, num_classes=FLAGS.top_classes, student_frames=k,
-      frame_selection=strategy, model_hparams=hparams)
+      frame_selection=strategy, model_hparams=hparams,
+      selector_hparams={"selector_hidden": FLAGS.selector_hidden} if learned else {})
 
 
 def train_and_evaluate(run, train_dir, train_files, eval_files, seed):
@@ -107,14 +116,16 @@ def train_and_evaluate(run, train_dir, train_files, eval_files, seed):
 
 def grid():
   """(regime, loss, strategy, k) rows in the paper's order; regime 'teacher' is the skyline."""
-  yield "teacher", "ce", "all", 0
+  if FLAGS.skyline and not FLAGS.teachers_from:
+    yield "teacher", "ce", "all", 0
   for strategy in FLAGS.strategies:
     for k in map(int, FLAGS.ks):
       yield "baseline", "ce", strategy, k
   for regime in FLAGS.regimes:
     for loss in FLAGS.losses:
-      for k in map(int, FLAGS.ks):
-        yield regime, loss, "uniform", k
+      for strategy in FLAGS.student_strategies:
+        for k in map(int, FLAGS.ks):
+          yield regime, loss, strategy, k
 
 
 def ensure_data(data_dir):
@@ -149,7 +160,8 @@ def write_table(rows, path):
           f"{cell(by_k[0], 'gap')} | {cell(by_k[0], 'map')}"] + [" | "] * (len(ks) - 1)
     else:
       label = (f"Baseline {strategy}-k" if regime == "baseline"
-               else f"{regime.capitalize()}, {' + '.join(TERM_NAMES[t] for t in loss.split('_'))}")
+               else f"{regime.capitalize()}, {' + '.join(TERM_NAMES[t] for t in loss.split('_'))}"
+               + ("" if strategy == "uniform" else f" ({strategy}-k)"))
       cells = [f"{cell(by_k[k], 'gap')} | {cell(by_k[k], 'map')}" if k in by_k else " | "
                for k in ks]
     lines.append(f"| {label} | " + " | ".join(cells) + " |")
@@ -170,7 +182,8 @@ def plot(rows, path):
     if r["regime"] == "teacher":
       teacher.append(float(r["gap"]))
       continue
-    label = (r["strategy"] if r["regime"] == "baseline" else f"{r['regime']} {r['loss']}")
+    label = (r["strategy"] if r["regime"] == "baseline" else f"{r['regime']} {r['loss']}" +
+             ("" if r["strategy"] == "uniform" else f" {r['strategy']}"))
     series.setdefault(label, {}).setdefault(int(r["k"]), []).append(float(r["gap"]))
   for label, by_k in series.items():
     ks = sorted(by_k)
@@ -186,24 +199,37 @@ def plot(rows, path):
   fig.savefig(path, dpi=120)
 
 
+def load_rows(results_path):
+  rows = []
+  if os.path.exists(results_path):
+    with open(results_path) as f:
+      rows = list(csv.DictReader(f))
+  if FLAGS.teachers_from:  # their skyline rows, for the table and the plot
+    with open(os.path.join(FLAGS.teachers_from, "results.csv")) as f:
+      rows += [r for r in csv.DictReader(f)
+               if r["regime"] == "teacher" and r["seed"] in FLAGS.seeds]
+  return rows
+
+
 def main(_):
   os.makedirs(FLAGS.output_dir, exist_ok=True)
   train_files, eval_files = ensure_data(FLAGS.data_dir or os.path.join(FLAGS.output_dir, "data"))
   results_path = os.path.join(FLAGS.output_dir, "results.csv")
-  done = []
-  if os.path.exists(results_path):
-    with open(results_path) as f:
-      done = list(csv.DictReader(f))
+  done = load_rows(results_path)
   finished = {(r["regime"], r["loss"], r["strategy"], r["k"], r["seed"]) for r in done}
-  new_file = not done
+  new_file = not os.path.exists(results_path)
   with open(results_path, "a", newline="") as f:
     writer = csv.DictWriter(f, FIELDS)
     if new_file:
       writer.writeheader()
     for seed in map(int, FLAGS.seeds):
-      teacher_dir = os.path.join(FLAGS.output_dir, "runs", f"teacher_s{seed}")
+      teacher_dir = os.path.join(FLAGS.teachers_from or FLAGS.output_dir, "runs",
+                                 f"teacher_s{seed}")
+      if FLAGS.teachers_from and not tf.train.latest_checkpoint(teacher_dir):
+        raise app.UsageError(f"--teachers_from: {teacher_dir} has no trained teacher yet")
       for regime, loss, strategy, k in grid():
-        teacher_missing = regime == "teacher" and not tf.train.latest_checkpoint(teacher_dir)
+        teacher_missing = (regime == "teacher" and not FLAGS.teachers_from and
+                           not tf.train.latest_checkpoint(teacher_dir))
         if (regime, loss, strategy, str(k), str(seed)) in finished and not teacher_missing:
           continue  # (a teacher whose checkpoint is gone is retrained: serial rows need it)
         run = base_run(k or None, "uniform" if regime == "teacher" else strategy)
@@ -222,9 +248,9 @@ def main(_):
         if (regime, loss, strategy, str(k), str(seed)) not in finished:
           writer.writerow(row)
           f.flush()
-          done.append({k2: str(v) for k2, v in row.items()})
         logging.info("%s: GAP %.4f mAP %.4f (%.0f s)", name, metrics["gap"], metrics["map"],
                      seconds)
+  done = load_rows(results_path)  # with the rows other processes added meanwhile
   write_table(done, os.path.join(FLAGS.output_dir, "table.md"))
   plot(done, os.path.join(FLAGS.output_dir, "gap_vs_k.png"))
   print(open(os.path.join(FLAGS.output_dir, "table.md")).read())

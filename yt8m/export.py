@@ -41,7 +41,7 @@ def export_saved_model(model: keras.Model, run: run_config_lib.RunConfig, export
 
     def serve_frames(rgb_and_audio, num_frames):
       frames, counts = rgb_and_audio, num_frames
-      if reader.student_frames:
+      if reader.selects_in_reader:  # (a learned selection picks inside the model)
         frames, counts = frame_selection.gather_selected(
             rgb_and_audio, num_frames, reader.student_frames, reader.frame_selection,
             reader.max_frames)

@@ -21,6 +21,9 @@ Definitions (n = true number of frames after truncation to max_frames, m = min(k
   last               frames n-m..n-1.
   first_middle_last  three consecutive runs: ceil(m/3) frames at the start, ceil((m - that)/2)
                      centred in the video, the rest at the end (k = 10 -> 4 + 3 + 3).
+
+`learned` (SELECTIONS, not STRATEGIES) is chosen by the model itself from every frame
+(yt8m/models/selector.py): the reader then hands over all frames.
 """
 
 from __future__ import annotations
@@ -29,11 +32,13 @@ import tensorflow as tf
 
 STRATEGIES = ("uniform", "uniform_padded", "random", "first", "middle", "last",
               "first_middle_last")
+LEARNED = "learned"
+SELECTIONS = STRATEGIES + (LEARNED,)  # what --frame_selection accepts
 
 
-def check_strategy(strategy: str) -> None:
-  if strategy not in STRATEGIES:
-    raise ValueError(f"unknown frame selection {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+def check_strategy(strategy: str, allowed: tuple[str, ...] = STRATEGIES) -> None:
+  if strategy not in allowed:
+    raise ValueError(f"unknown frame selection {strategy!r}; choose one of {', '.join(allowed)}")
 
 
 def select_frames(num_frames: tf.Tensor,

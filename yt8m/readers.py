@@ -89,11 +89,12 @@ class ReaderConfig:
       if not 1 <= self.student_frames <= self.max_frames:
         raise ValueError(f"student_frames must be in [1, {self.max_frames}], "
                          f"got {self.student_frames}")
-    frame_selection.check_strategy(self.frame_selection)
+    frame_selection.check_strategy(self.frame_selection, frame_selection.SELECTIONS)
     if self.segment_mode not in (None, "rated", "all"):
       raise ValueError(f"segment_mode must be None, 'rated' or 'all', got {self.segment_mode!r}")
-    if self.teacher_frames and not self.student_frames:
-      raise ValueError("teacher_frames needs student_frames (a student's k frames)")
+    if self.teacher_frames and not self.selects_in_reader:
+      raise ValueError("teacher_frames needs student_frames with a reader-side selection (a "
+                       "student's k frames; a learned selection already gets every frame)")
     if self.segment_mode and (not self.frame_features or self.student_frames):
       raise ValueError("--segment_labels needs frame-level data and a model that sees every "
                        "frame (a segment is 5 frames)")
@@ -103,11 +104,17 @@ class ReaderConfig:
     return sum(self.feature_sizes)
 
   @property
+  def selects_in_reader(self) -> bool:
+    """A student whose k frames the reader picks (a learned selection picks in the model, from
+    every frame)."""
+    return bool(self.student_frames) and self.frame_selection != frame_selection.LEARNED
+
+  @property
   def num_output_frames(self) -> int:
     """T, the padded frame axis of a frame-level batch."""
     if self.segment_mode:
       return SEGMENT_SIZE
-    return self.student_frames or self.max_frames
+    return self.student_frames if self.selects_in_reader else self.max_frames
 
 
 def parse_feature_flags(names: str, sizes: str) -> tuple[tuple[str, ...], tuple[int, ...]]:
@@ -287,7 +294,7 @@ def _parse_frame_level(path, index, serialized, config: ReaderConfig, training: 
     num_frames = tf.identity(tf.cast(num_frames, tf.int32))
     labels_dense = _multi_hot(tf.stack([tf.zeros_like(labels), labels], 1), 1,
                               config.num_classes)[0]
-  if config.student_frames is None or config.teacher_frames:
+  if not config.selects_in_reader or config.teacher_frames:
     indices = tf.range(num_frames, dtype=tf.int32)
   else:
     indices = _select(num_frames, video_id, config, training, seed)

@@ -36,6 +36,8 @@ class RunConfig:
   student_frames: int | None = None
   frame_selection: str = "uniform"
   model_hparams: dict[str, Any] = dataclasses.field(default_factory=dict)
+  # --frame_selection=learned: the selector's hyper-parameters (yt8m/models/selector.py).
+  selector_hparams: dict[str, Any] = dataclasses.field(default_factory=dict)
   # A distilled student: {"mode": "serial"|"parallel", "teacher": <the teacher's RunConfig
   # json>, "teacher_dir": ... (serial), the loss weights}. None for ordinary training.
   distillation: dict[str, Any] | None = None
@@ -140,7 +142,8 @@ def with_teacher(student: RunConfig, mode: str, weights: dict,
       raise RunConfigError("--teacher_dir is for serial distillation; parallel trains its "
                            "teacher")
     teacher = parallel_teacher or dataclasses.replace(student, student_frames=None,
-                                                      frame_selection="uniform")
+                                                      frame_selection="uniform",
+                                                      selector_hparams={})
     extra = {}
   else:
     raise RunConfigError(f"unknown distillation mode {mode!r}")

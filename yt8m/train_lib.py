@@ -26,8 +26,9 @@ import tensorflow as tf
 from absl import logging
 from tensorboard.plugins.hparams import api as hparams_api
 
-from yt8m import distill, losses, metrics, models, readers
+from yt8m import distill, frame_selection, losses, metrics, models, readers
 from yt8m import run_config as run_config_lib
+from yt8m.models import selector
 
 CHECKPOINT_NAME = "model.ckpt"  # files model.ckpt-<step>.{index,data-*}, as the starter's
 
@@ -197,6 +198,8 @@ def build_model(run: run_config_lib.RunConfig) -> keras.Model:
   """The run's model with its weights created (Keras 3 builds on the first call), so that a
   checkpoint restore finds every variable (deps.md P3, P6). Call inside strategy.scope()."""
   model = models.build_model(run.model, run.num_classes, **run.model_hparams)
+  if run.frame_selection == frame_selection.LEARNED:
+    model = selector.LearnedFrameSelection(model, run.student_frames, **run.selector_hparams)
   dummy_outputs(model, run)
   check_checkpointable(model)
   return model
@@ -342,7 +345,7 @@ def train(run: run_config_lib.RunConfig, train_files: Sequence[str], config: Tra
                                 ) if teacher_run else distill.LossWeights()
   cached = bool(teacher_run) and not parallel and config.cache_teacher
   reader = run.reader_config()
-  if teacher_run and not cached:
+  if teacher_run and not cached and reader.selects_in_reader:
     reader = dataclasses.replace(reader, teacher_frames=True)
   loss_fn = losses.build_loss(run.label_loss)
   schedule = StarterDecay(config.base_learning_rate, config.learning_rate_decay,
@@ -427,23 +430,39 @@ def train(run: run_config_lib.RunConfig, train_files: Sequence[str], config: Tra
       predictions, label_loss, reg_share = label_and_reg(model, out, batch["labels"])
       total = weights.ce_weight * label_loss + config.regularization_penalty * reg_share
       logs = {"label_loss": label_loss, "reg_loss": reg_share}
+      student_per_example = weights.ce_weight * loss_fn(predictions=predictions,
+                                                        labels=batch["labels"])
       if teacher is not None:
         if cached:
           teacher_out = {k: batch[f"teacher_{k}"] for k in TeacherCache.KEYS
                          if f"teacher_{k}" in batch}
-        else:
+        elif "teacher_features" in batch:
           teacher_out = teacher(batch["teacher_features"], batch["teacher_num_frames"],
                                 training=parallel)
-        terms = distill.student_terms(teacher_out, out, batch["frame_indices"], weights,
+        else:  # a learned selection reads every frame anyway
+          teacher_out = teacher(batch["features"], batch["num_frames"], training=parallel)
+        # A learned selection reports the frames it picked; otherwise the reader's.
+        frame_indices = out.get("frame_indices", batch.get("frame_indices"))
+        terms = distill.student_terms(teacher_out, out, frame_indices, weights,
                                       getattr(model, "hrnn_block_frames", None),
                                       getattr(teacher, "hrnn_block_frames", None))
         for name, per_example in terms.items():
+          weight = getattr(weights, name.replace("_loss", "_weight"))
           logs[name] = tf.nn.compute_average_loss(per_example)
-          total += getattr(weights, name.replace("_loss", "_weight")) * logs[name]
+          total += weight * logs[name]
+          student_per_example += weight * per_example
         if parallel:
           _, teacher_label, teacher_reg = label_and_reg(teacher, teacher_out, batch["labels"])
           total += teacher_label + config.regularization_penalty * teacher_reg
           logs["teacher/label_loss"] = teacher_label
+      if "selection_log_prob" in out:
+        # REINFORCE for the frame selector: picks whose student loss beats the batch mean
+        # become more likely (the mean is the variance-reducing baseline).
+        advantage = tf.stop_gradient(student_per_example -
+                                     tf.reduce_mean(student_per_example))
+        logs["selector_loss"] = tf.nn.compute_average_loss(
+            advantage * out["selection_log_prob"])
+        total += logs["selector_loss"]
       logs["total_loss"] = total
     grads = tape.gradient(total, variables)
     grads = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, grads)
@@ -499,14 +518,14 @@ def train(run: run_config_lib.RunConfig, train_files: Sequence[str], config: Tra
               f"Examples/sec: {examples_per_second:.2f}")
       terms = {k: float(v) for k, v in out.items()
                if k.endswith("_loss") and k not in ("label_loss", "reg_loss")}
-      if teacher is not None:
+      if teacher is not None or "selector_loss" in terms:
         line += " | " + " ".join(f"{k}: {v:.3f}" for k, v in terms.items())
       with writer.as_default(step=step):
         tf.summary.scalar("learning_rate", schedule(step - 1))
         tf.summary.scalar("label_loss", label_loss)
         if config.regularization_penalty != 0:
           tf.summary.scalar("reg_loss", reg_loss)
-        for name, value in terms.items() if teacher is not None else ():
+        for name, value in terms.items():
           tf.summary.scalar(name, value)
         if with_metrics:
           batch_metrics = metrics.EvaluationMetrics(run.num_classes)

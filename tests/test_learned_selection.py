@@ -1,0 +1,172 @@
+"""--frame_selection=learned: the stretch grid, what the selector feeds its student, its
+gradients, and the learned student through train / eval / inference / export, serial and
+parallel, and under a 2-device MirroredStrategy."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import REPO, padded_videos, run_cli as run
+from yt8m import models, readers
+from yt8m.models import layers, selector
+
+LSTM = ["--frame_features", "--model=LstmModel", "--lstm_cells=8", "--num_classes=10",
+        "--feature_names=rgb,audio", "--feature_sizes=1024,128", "--batch_size=8"]
+
+
+def test_stretches_partition_the_true_length():
+  mask = selector.stretch_mask(tf.constant([10, 2, 300]), 3, 300).numpy()
+  assert [np.flatnonzero(row).tolist() for row in mask[0]] == [[0, 1, 2], [3, 4, 5],
+                                                               [6, 7, 8, 9]]
+  assert [np.flatnonzero(row).tolist() for row in mask[1]] == [[0], [1], []]  # n < k
+  # Every frame of the video in exactly one stretch; none of the padding.
+  np.testing.assert_array_equal(mask[2].sum(axis=0), np.ones(300))
+  np.testing.assert_array_equal(mask[0].sum(axis=0), [1] * 10 + [0] * 290)
+  # Stretch starts are the uniform strategy's frames.
+  starts = [np.flatnonzero(row)[0] for row in mask[2]]
+  assert starts == [0, 100, 200]
+
+
+def selecting_lstm(k=4, estimator="straight_through", seed=0):
+  tf.keras.utils.set_random_seed(seed)
+  student = models.build_model("LstmModel", 5, lstm_cells=8, lstm_layers=1)
+  model = selector.LearnedFrameSelection(student, k, selector_hidden=4,
+                                         selector_estimator=estimator)
+  return model
+
+
+def test_eval_picks_the_best_scored_frame_of_each_stretch_and_feeds_exactly_those():
+  features, num_frames = padded_videos([40, 3, 17], 50, 1152, seed=1)
+  model = selecting_lstm(k=4)
+  out = model(features, num_frames, training=False)
+  scores = out["selection_scores"].numpy()
+  picked = out["frame_indices"].numpy()
+  mask = selector.stretch_mask(tf.constant(num_frames), 4, 50).numpy()
+  for b in range(3):
+    for j in range(4):
+      if mask[b, j].any():
+        members = np.flatnonzero(mask[b, j])
+        assert picked[b, j] == members[np.argmax(scores[b, members])]
+      else:
+        assert picked[b, j] == -1
+  assert picked[1].tolist() == [0, 1, 2, -1]  # a 3-frame video gives its 3 frames
+  # The student sees exactly the picked frames, in time order, right-padded.
+  frames = layers.l2_normalize_frames(tf.constant(features)).numpy()
+  gathered = np.zeros((3, 4, 1152), np.float32)
+  counts = (picked >= 0).sum(axis=1)
+  for b in range(3):
+    gathered[b, :counts[b]] = frames[b, picked[b, :counts[b]]]
+    assert np.all(np.diff(picked[b, :counts[b]]) > 0)
+  direct = model.student(gathered, counts, training=False)["predictions"].numpy()
+  np.testing.assert_allclose(out["predictions"].numpy(), direct, rtol=1e-5, atol=1e-7)
+  again = model(features, num_frames, training=False)["frame_indices"].numpy()
+  np.testing.assert_array_equal(again, picked)  # deterministic at evaluation
+
+
+@pytest.mark.parametrize("estimator", selector.ESTIMATORS)
+def test_training_draws_vary_and_the_scorer_gets_a_gradient(estimator):
+  features, num_frames = padded_videos([60, 45], 60, 1152, seed=2)
+  labels = tf.constant(np.eye(5, dtype=np.float32)[[1, 3]])
+  model = selecting_lstm(k=5, estimator=estimator)
+  draws = {tuple(model(features, num_frames, training=True)["frame_indices"].numpy().ravel())
+           for _ in range(5)}
+  assert len(draws) > 1  # a fresh draw within each stretch every step
+  with tf.GradientTape() as tape:
+    out = model(features, num_frames, training=True)
+    loss = tf.reduce_mean(tf.keras.losses.binary_crossentropy(labels, out["predictions"]))
+    if estimator == "reinforce":
+      assert out["selection_log_prob"].shape == (2,)
+      loss += tf.reduce_mean(out["selection_log_prob"] * tf.constant([1.0, -1.0]))
+    else:
+      assert "selection_log_prob" not in out
+  scorer = model.scorer_hidden.trainable_variables + model.scorer_out.trainable_variables
+  grads = tape.gradient(loss, scorer)
+  assert all(g is not None for g in grads)
+  assert any(float(tf.reduce_max(tf.abs(g))) > 0 for g in grads)
+
+
+def test_learned_student_through_the_command_lines(tmp_path, frame_data):
+  teacher = tmp_path / "teacher"
+  data = f"--train_data_pattern={frame_data}/train*.tfrecord"
+  run("train.py", *LSTM, data, f"--train_dir={teacher}", "--max_steps=2")
+  student = tmp_path / "learned"
+  proc = run("train.py", *LSTM, data, f"--train_dir={student}", "--max_steps=3",
+             "--student_frames=4", "--frame_selection=learned", f"--teacher_dir={teacher}",
+             "--selector_hidden=4", "--rep_weight=0.01")
+  assert "rep_loss:" in proc.stderr
+  saved = json.loads((student / "model_flags.json").read_text())
+  assert saved["frame_selection"] == "learned" and saved["selector_hparams"] == {
+      "selector_hidden": 4, "selector_temperature": 1.0,
+      "selector_estimator": "straight_through"}
+  # Resuming continues from the checkpoint.
+  proc = run("train.py", *LSTM, data, f"--train_dir={student}", "--max_steps=4",
+             "--student_frames=4", "--frame_selection=learned", f"--teacher_dir={teacher}",
+             "--selector_hidden=4", "--rep_weight=0.01")
+  assert "Restoring from" in proc.stderr and "Done training at step 4" in proc.stderr
+  run("eval.py", f"--train_dir={student}", f"--eval_data_pattern={frame_data}/train0.tfrecord",
+      "--run_once", f"--metrics_json={tmp_path}/m.json")
+  assert json.loads((tmp_path / "m.json").read_text())["num_videos"] == 12
+  run("inference.py", f"--train_dir={student}",
+      f"--input_data_pattern={frame_data}/train0.tfrecord", f"--output_file={tmp_path}/p.csv")
+  assert len((tmp_path / "p.csv").read_text().splitlines()) == 13
+  run("export_model.py", f"--train_dir={student}", f"--export_dir={tmp_path}/export")
+  from yt8m import eval_lib
+  run_cfg, model, _ = eval_lib.load_model(str(student))
+  full = next(readers.iterate_numpy([str(frame_data / "train0.tfrecord")],
+                                    run_cfg.reader_config(), 4))
+  assert full["features"].shape[1] == 300  # the selector looks at every frame
+  expected = model(full["features"], full["num_frames"])["predictions"].numpy()
+  served = tf.saved_model.load(str(tmp_path / "export")).signatures["serve_frames"](
+      rgb_and_audio=tf.constant(full["features"]), num_frames=tf.constant(full["num_frames"]))
+  np.testing.assert_allclose(served["predictions"].numpy(), expected, rtol=1e-4, atol=1e-6)
+
+
+def test_learned_parallel_reinforce_and_bad_flags(tmp_path, frame_data):
+  data = f"--train_data_pattern={frame_data}/train*.tfrecord"
+  proc = run("train.py", *LSTM, data, f"--train_dir={tmp_path}/p", "--max_steps=2",
+             "--student_frames=3", "--frame_selection=learned", "--distillation=parallel",
+             "--selector_estimator=reinforce")
+  assert "selector_loss:" in proc.stderr and "teacher/label_loss:" in proc.stderr
+  from yt8m import eval_lib  # the checkpoint holds the selecting student and the teacher
+  run_cfg, model, path = eval_lib.load_model(f"{tmp_path}/p")
+  assert isinstance(model, selector.LearnedFrameSelection)
+  eval_lib.load_parallel_teacher(run_cfg, path)
+  bad = run("train.py", *LSTM, data, f"--train_dir={tmp_path}/bad", "--max_steps=1",
+            "--frame_selection=learned", check=False)
+  assert bad.returncode != 0 and "--frame_selection=learned needs --student_frames" in bad.stderr
+
+
+def test_learned_selection_under_mirrored_strategy(tmp_path, frame_data):
+  script = textwrap.dedent(f"""
+    import sys
+    sys.path.insert(0, {str(REPO)!r})
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import dataclasses
+    from yt8m import distill, readers, run_config, train_lib
+    run = run_config.RunConfig(model="LstmModel", feature_names=("rgb", "audio"),
+        feature_sizes=(1024, 128), frame_features=True, num_classes=10, student_frames=3,
+        frame_selection="learned", model_hparams={{"lstm_cells": 8}},
+        selector_hparams={{"selector_hidden": 4}})
+    weights = dataclasses.asdict(distill.LossWeights(rep_weight=0.01))
+    run = run_config.with_teacher(run, "parallel", weights)
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    config = train_lib.TrainConfig(train_dir={str(tmp_path / "m")!r}, batch_size=4,
+                                   max_steps=3, seed=1)
+    result = train_lib.train(run, readers.list_files({str(frame_data / "train*.tfrecord")!r}),
+                             config, strategy)
+    print("replicas", strategy.num_replicas_in_sync, "step", result["step"],
+          "loss", result["label_loss"])
+  """)
+  proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                        timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  words = proc.stdout.split()
+  assert words[words.index("replicas") + 1] == "2" and words[words.index("step") + 1] == "3"
+  assert np.isfinite(float(words[words.index("loss") + 1]))

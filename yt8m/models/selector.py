@@ -1,0 +1,142 @@
+"""Learned frame selection (--frame_selection=learned): a cheap scorer looks at every frame
+and picks the k frames a student model then processes.
+
+The video's true length n is cut into m = min(k, n) stretches, stretch j holding frames
+floor(j*n/m) .. floor((j+1)*n/m) - 1 (the `uniform` strategy's grid: uniform takes the first
+frame of each stretch). One frame is taken from each stretch: the one the scorer rates highest
+(evaluation, inference, export), or a draw from softmax(scores / temperature) within the
+stretch (training). The student so always gets min(k, n) frames in time order, spread over the
+whole video; the scorer decides where inside each stretch to look. A global top-k would be free
+to pile its k frames into one shot, whose neighbouring frames are nearly identical.
+
+The scorer is Dense(selector_hidden, relu) -> Dense(1) on each L2-normalised frame: about
+2 * D * selector_hidden multiply-adds per frame (37k FLOPs for D = 1152, hidden 16), the cost
+of looking at every frame; bench_efficiency.py counts it in the student's cost.
+
+Training estimators (--selector_estimator):
+  straight_through  Gumbel-softmax per stretch (Jang et al. 2017; Maddison et al. 2017): the
+                    forward pass feeds the student the sampled frame exactly; the backward pass
+                    differentiates the soft mixture sum_t p_jt x_t, so the scorer learns towards
+                    frames whose features the student's losses pull the picked frame towards.
+                    Biased, low variance, no change to the training loop.
+  reinforce         score function (Williams 1992): the model returns log pi(picked frames)
+                    and the loop adds mean((loss_i - batch mean loss) * log pi_i), rewarding
+                    picks whose student loss (labels and teacher terms) beat the batch's.
+                    Unbiased, noisier; the student's input is the hard pick either way.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from yt8m.models import layers
+
+ESTIMATORS = ("straight_through", "reinforce")
+
+
+def stretch_mask(num_frames: tf.Tensor, k: int, max_len: int | tf.Tensor) -> tf.Tensor:
+  """[B, k, T] bool: frame t lies in stretch j of its video (slots j >= min(k, n) are empty).
+
+  Args:
+    num_frames: [B] int, n >= 1 per video.
+    k: the frame budget.
+    max_len: T, the padded frame axis.
+  """
+  n = tf.cast(num_frames, tf.int64)[:, None]
+  m = tf.minimum(n, k)
+  j = tf.range(k, dtype=tf.int64)[None, :]
+  start = j * n // m
+  end = tf.where(j < m, (j + 1) * n // m, start)  # empty beyond the m real slots
+  t = tf.range(tf.cast(max_len, tf.int64), dtype=tf.int64)[None, None, :]
+  return (t >= start[:, :, None]) & (t < end[:, :, None])
+
+
+class LearnedFrameSelection(keras.Model):
+  """Wraps a frame-level student: scores all frames, keeps one per stretch, runs the student.
+
+  Called like any model, model(features [B, T, D], num_frames [B]), on every frame of the
+  video. Returns the student's outputs plus "frame_indices" [B, k] (source frame of each slot,
+  -1 for empty slots: the distillation losses align time with them), "selection_scores" [B, T]
+  and, when training with reinforce, "selection_log_prob" [B].
+
+  Args:
+    student: a frame-level model of the registry.
+    student_frames: k.
+    selector_hidden: width of the scorer's hidden layer.
+    selector_temperature: softmax temperature of the training draw (and of the straight-
+      through relaxation).
+    selector_estimator: one of ESTIMATORS.
+  """
+
+  HPARAMS = ("selector_hidden", "selector_temperature", "selector_estimator")
+
+  def __init__(self, student: keras.Model, student_frames: int, *, selector_hidden: int = 16,
+               selector_temperature: float = 1.0,
+               selector_estimator: str = "straight_through", **kwargs):
+    super().__init__(**kwargs)
+    self.student = student
+    self.student_frames = layers.check_int("student_frames", student_frames)
+    self.selector_hidden = layers.check_int("selector_hidden", selector_hidden)
+    if not selector_temperature > 0:
+      raise ValueError(f"selector_temperature must be > 0, got {selector_temperature}")
+    self.selector_temperature = float(selector_temperature)
+    self.selector_estimator = layers.check_choice("selector_estimator", selector_estimator,
+                                                  ESTIMATORS)
+    self.scorer_hidden = keras.layers.Dense(selector_hidden, activation="relu",
+                                            name="scorer_hidden")
+    self.scorer_out = keras.layers.Dense(1, name="scorer_out")
+
+  # What the training loop and distillation look up on a student.
+  @property
+  def classifier(self):
+    return self.student.classifier
+
+  @property
+  def hrnn_block_frames(self):
+    return getattr(self.student, "hrnn_block_frames", None)
+
+  def score(self, frames: tf.Tensor) -> tf.Tensor:
+    """[B, T, D] L2-normalised frames -> [B, T] scores."""
+    return self.scorer_out(self.scorer_hidden(frames))[..., 0]
+
+  def call(self, features, num_frames=None, training=False):
+    frames = layers.l2_normalize_frames(features)
+    num_frames = layers.clip_num_frames(num_frames, features)
+    k = self.student_frames
+    scores = self.score(frames)
+    mask = stretch_mask(num_frames, k, tf.shape(frames)[1])
+    logits = tf.where(mask, scores[:, None, :] / self.selector_temperature, -1e9)
+    if training:
+      uniform = tf.random.uniform(tf.shape(scores), 1e-6, 1.0 - 1e-6)
+      perturbed = logits - tf.math.log(-tf.math.log(uniform))[:, None, :]  # Gumbel noise
+    else:
+      perturbed = logits
+    real_slot = tf.reduce_any(mask, axis=-1)  # [B, k]
+    picked = tf.argmax(perturbed, axis=-1, output_type=tf.int32)  # [B, k]
+    selected = tf.gather(frames, picked, batch_dims=1)
+    extra = {}
+    if training and self.selector_estimator == "straight_through":
+      soft = tf.nn.softmax(perturbed, axis=-1)
+      mixture = tf.einsum("bjt,btd->bjd", soft, frames)
+      selected += mixture - tf.stop_gradient(mixture)  # value: the hard pick; gradient: soft
+    elif training:
+      log_pi = tf.gather(tf.nn.log_softmax(logits, axis=-1), picked, batch_dims=2)
+      extra["selection_log_prob"] = tf.reduce_sum(
+          tf.where(real_slot, log_pi, 0.0), axis=1)
+    slots = tf.cast(real_slot, selected.dtype)[:, :, None]
+    count = tf.reduce_sum(tf.cast(real_slot, tf.int32), axis=1)
+    out = dict(self.student(selected * slots, count, training=training))
+    out.update(extra, frame_indices=tf.where(real_slot, picked, -1), selection_scores=scores)
+    return out
+
+  def get_config(self):
+    return {"student": keras.saving.serialize_keras_object(self.student),
+            "student_frames": self.student_frames,
+            **{name: getattr(self, name) for name in self.HPARAMS}}
+
+  @classmethod
+  def from_config(cls, config):
+    config = dict(config)
+    student = keras.saving.deserialize_keras_object(config.pop("student"))
+    return cls(student, **config)
