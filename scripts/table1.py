@@ -58,6 +58,8 @@ flags.DEFINE_list("student_strategies", ["uniform"], "Frame selections of the te
                   "rows (the paper: uniform; 'learned' for the selector study).")
 flags.DEFINE_string("teachers_from", "", "Use the teachers (and skyline rows) of another grid's "
                     "--output_dir instead of training them here.")
+flags.DEFINE_integer("teacher_seed", 0, "Serial rows of every seed learn from this seed's "
+                     "teacher (0: each seed its own).")
 flags.DEFINE_integer("selector_hidden", 16, "Learned selection: scorer width.")
 flags.DEFINE_list("seeds", ["1", "2", "3"], "Seeds (weights and data order).")
 flags.DEFINE_bool("skyline", True, "Train and score each seed's teacher on all frames (serial "
@@ -206,8 +208,8 @@ def load_rows(results_path):
       rows = list(csv.DictReader(f))
   if FLAGS.teachers_from:  # their skyline rows, for the table and the plot
     with open(os.path.join(FLAGS.teachers_from, "results.csv")) as f:
-      rows += [r for r in csv.DictReader(f)
-               if r["regime"] == "teacher" and r["seed"] in FLAGS.seeds]
+      rows += [r for r in csv.DictReader(f) if r["regime"] == "teacher" and
+               r["seed"] in ([str(FLAGS.teacher_seed)] if FLAGS.teacher_seed else FLAGS.seeds)]
   return rows
 
 
@@ -224,7 +226,7 @@ def main(_):
       writer.writeheader()
     for seed in map(int, FLAGS.seeds):
       teacher_dir = os.path.join(FLAGS.teachers_from or FLAGS.output_dir, "runs",
-                                 f"teacher_s{seed}")
+                                 f"teacher_s{FLAGS.teacher_seed or seed}")
       if FLAGS.teachers_from and not tf.train.latest_checkpoint(teacher_dir):
         raise app.UsageError(f"--teachers_from: {teacher_dir} has no trained teacher yet")
       for regime, loss, strategy, k in grid():

@@ -41,3 +41,34 @@ def test_sanity_report_prints_gap_per_budget(tmp_path):
   assert [(l[0], l[1]) for l in lines] == [("all", "-"), ("1", "uniform"), ("5", "uniform"),
                                            ("1", "last"), ("5", "last")]
   assert all(0 <= float(l[2]) <= 1 for l in lines)
+
+
+def test_selector_study_and_selection_report(tmp_path):
+  """The grid's teacher-student rows with a learned selection, from another grid's teacher,
+  and the report of where the learned student looks."""
+  grid = tmp_path / "grid"
+  common = ["--model=LstmModel", "--lstm_cells=4", "--num_train=48", "--num_eval=24",
+            "--top_classes=8", "--ks=3", "--epochs=1", "--batch_size=16", "--seeds=1"]
+  run_script("scripts/table1.py", f"--output_dir={grid}", *common, "--strategies=",
+             "--regimes=")
+  study = tmp_path / "study"
+  run_script("scripts/table1.py", f"--output_dir={study}", *common, "--strategies=",
+             f"--data_dir={grid}/data", f"--teachers_from={grid}", "--regimes=serial",
+             "--losses=rep_pred_ce", "--student_strategies=learned,uniform",
+             "--selector_hidden=4")
+  rows = list(csv.DictReader(open(study / "results.csv")))
+  assert [(r["regime"], r["strategy"]) for r in rows] == [("serial", "learned"),
+                                                          ("serial", "uniform")]
+  table = (study / "table.md").read_text()
+  assert "Teacher-Skyline" in table and "(learned-k)" in table
+  report = tmp_path / "report"
+  proc = run_script("scripts/selection_report.py",
+                    f"--train_dir={study}/runs/serial_rep_pred_ce_learned_k3_s1",
+                    f"--data_pattern={grid}/data/validate*.tfrecord", f"--output_dir={report}",
+                    "--num_plots=2")
+  import json
+  stats = json.loads((report / "selection_stats.json").read_text())
+  assert stats["k"] == 3 and stats["videos"] == 24 and '"learned"' in proc.stdout
+  for name in ("learned", "uniform", "random"):
+    assert 0 <= stats[name]["on_label"] <= 1 and 0 < stats[name]["coverage"] <= 1
+  assert (report / "picks.png").stat().st_size > 10_000
