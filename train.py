@@ -100,7 +100,9 @@ flags.DEFINE_enum("distillation", "", ["", "serial", "parallel"], "parallel: tea
                   "learns from its own label loss only. serial: needs --teacher_dir (the "
                   "default when it is given).")
 flags.DEFINE_float("ce_weight", 1.0, "Weight of the student's label loss L_CE.")
-flags.DEFINE_float("rep_weight", 1.0, "Weight of L_rep = ||E_T - E_S||^2.")
+flags.DEFINE_float("rep_weight", 0.01, "Weight of L_rep = ||E_T - E_S||^2 (a sum over the "
+                   "representation, hundreds at the start: 0.01 brings it to L_CE's scale; "
+                   "docs/DISTILLATION.md).")
 flags.DEFINE_float("pred_weight", 1.0, "Weight of L_pred (teacher vs student probabilities).")
 flags.DEFINE_float("intermediate_weight", 0.0, "Weight of the H-RNN block-encoding match.")
 flags.DEFINE_enum("pred_loss", "mse", list(distill.PRED_LOSSES), "L_pred: squared error "

@@ -37,6 +37,7 @@ flags.DEFINE_list("models", ["HierarchicalLstmModel", "NetVladModel", "NeXtVladM
 flags.DEFINE_list("ks", ["6", "10", "15", "20", "30"], "Student frame budgets.")
 flags.DEFINE_list("learned_ks", [], "Also learned-selection students at these k.")
 flags.DEFINE_integer("selector_hidden", 16, "Learned selection: scorer width.")
+flags.DEFINE_integer("lstm_cells", 256, "Width of the LSTM families (H-RNN, LSTM).")
 flags.DEFINE_integer("num_videos", 500, "Synthetic videos to run inference on.")
 flags.DEFINE_integer("num_classes", 3862, "Classes.")
 flags.DEFINE_integer("repeats", 5, "Timed passes per variant.")
@@ -122,7 +123,9 @@ def main(_):
     mean_frames = float(np.mean(np.concatenate([
         batch["num_frames"] for batch in readers.iterate_numpy(files, audio_only, 256)])))
     for name in FLAGS.models:
-      hp = HPARAMS.get(name, {})
+      hp = dict(HPARAMS.get(name, {}))
+      if "lstm_cells" in hp:
+        hp["lstm_cells"] = FLAGS.lstm_cells
       variants = {"teacher": None, **{f"k={k}": int(k) for k in FLAGS.ks},
                   **{f"learned k={k}": int(k) for k in FLAGS.learned_ks}}
       runs = {label: run_config_lib.RunConfig(

@@ -28,7 +28,7 @@ _EPSILON = 1e-6
 @dataclasses.dataclass(frozen=True)
 class LossWeights:
   ce_weight: float = 1.0
-  rep_weight: float = 1.0
+  rep_weight: float = 0.01  # see train.py --rep_weight
   pred_weight: float = 1.0
   intermediate_weight: float = 0.0
   pred_loss: str = "mse"
