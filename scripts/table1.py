@@ -31,7 +31,7 @@ import keras
 import tensorflow as tf
 from absl import app, flags, logging
 
-from yt8m import distill, eval_lib, frame_selection, readers, synthetic, train_lib
+from yt8m import distill, eval_lib, frame_selection, models, readers, synthetic, train_lib
 from yt8m import run_config as run_config_lib
 
 flags.DEFINE_string("output_dir", "results/table1", "Where results go.")
@@ -61,6 +61,8 @@ flags.DEFINE_string("teachers_from", "", "Use the teachers (and skyline rows) of
 flags.DEFINE_integer("teacher_seed", 0, "Serial rows of every seed learn from this seed's "
                      "teacher (0: each seed its own).")
 flags.DEFINE_integer("selector_hidden", 16, "Learned selection: scorer width.")
+flags.DEFINE_enum("selector_estimator", "straight_through", ["straight_through", "reinforce"],
+                  "Learned selection: the scorer's gradient estimator.")
 flags.DEFINE_list("seeds", ["1", "2", "3"], "Seeds (weights and data order).")
 flags.DEFINE_bool("skyline", True, "Train and score each seed's teacher on all frames (serial "
                   "rows need it; --noskyline lets a second process run other rows meanwhile).")
@@ -90,7 +92,9 @@ def loss_weights(combo: str) -> dict:
 
 
 def base_run(k: int | None, strategy: str) -> run_config_lib.RunConfig:
-  hparams = {"lstm_cells": FLAGS.lstm_cells, "lstm_layers": FLAGS.lstm_layers}
+  hparams = {name: value for name, value in (("lstm_cells", FLAGS.lstm_cells),
+                                              ("lstm_layers", FLAGS.lstm_layers))
+             if name in models.hparam_names(FLAGS.model)}
   if FLAGS.model == "HierarchicalLstmModel":
     block = FLAGS.hrnn_block_frames if k is None else (FLAGS.student_block_frames or
                                                        max(1, k // 5))
@@ -100,7 +104,8 @@ def base_run(k: int | None, strategy: str) -> run_config_lib.RunConfig:
       model=FLAGS.model, feature_names=("rgb", "audio"), feature_sizes=(1024, 128),
       frame_features=True, num_classes=FLAGS.top_classes, student_frames=k,
       frame_selection=strategy, model_hparams=hparams,
-      selector_hparams={"selector_hidden": FLAGS.selector_hidden} if learned else {})
+      selector_hparams={"selector_hidden": FLAGS.selector_hidden,
+                        "selector_estimator": FLAGS.selector_estimator} if learned else {})
 
 
 def train_and_evaluate(run, train_dir, train_files, eval_files, seed):
@@ -208,8 +213,9 @@ def load_rows(results_path):
       rows = list(csv.DictReader(f))
   if FLAGS.teachers_from:  # their skyline rows, for the table and the plot
     with open(os.path.join(FLAGS.teachers_from, "results.csv")) as f:
-      rows += [r for r in csv.DictReader(f) if r["regime"] == "teacher" and
-               r["seed"] in ([str(FLAGS.teacher_seed)] if FLAGS.teacher_seed else FLAGS.seeds)]
+      rows = [r for r in csv.DictReader(f) if r["regime"] == "teacher" and
+              r["seed"] in ([str(FLAGS.teacher_seed)] if FLAGS.teacher_seed else FLAGS.seeds)
+              ] + rows
   return rows
 
 
