@@ -116,7 +116,7 @@ def main(_):
   results = []
   with tempfile.TemporaryDirectory() as tmp:
     files = synthetic.generate(os.path.join(tmp, "data"), num_videos=FLAGS.num_videos, seed=0,
-                               num_shards=2)
+                               num_shards=2, top_classes=min(FLAGS.num_classes, 3862))
     # Real frames per video after the reader's truncation to 300 (reading audio is cheap).
     audio_only = readers.ReaderConfig(feature_names=("audio",), feature_sizes=(128,),
                                       num_classes=FLAGS.num_classes)

@@ -192,9 +192,11 @@ def plot(rows, path):
     label = (r["strategy"] if r["regime"] == "baseline" else f"{r['regime']} {r['loss']}" +
              ("" if r["strategy"] == "uniform" else f" {r['strategy']}"))
     series.setdefault(label, {}).setdefault(int(r["k"]), []).append(float(r["gap"]))
+  ax.set_prop_cycle(color=plt.cm.tab20.colors)  # up to 20 distinct lines
   for label, by_k in series.items():
     ks = sorted(by_k)
-    style = "-o" if label in FLAGS.strategies else ":s"
+    style = ("--^" if label.startswith("parallel") else ":s" if label.startswith("serial")
+             else "-o")
     ax.plot(ks, [statistics.mean(by_k[k]) for k in ks], style, label=label, markersize=3)
   if teacher:
     ax.axhline(statistics.mean(teacher), color="black", linestyle="--", linewidth=0.8)
