@@ -418,20 +418,21 @@ def train(run: run_config_lib.RunConfig, train_files: Sequence[str], config: Tra
     predictions = tf.cast(out["predictions"], tf.float32)
     # Mean over the global batch as it is (a final batch may be smaller): each replica's
     # share, so that summing over replicas gives the mean.
-    label_loss = tf.nn.compute_average_loss(loss_fn(predictions=predictions, labels=labels))
+    per_example = loss_fn(predictions=predictions, labels=labels)
+    label_loss = tf.nn.compute_average_loss(per_example)
     reg_loss = tf.add_n(net.losses) if net.losses else tf.constant(0.0)
     # Every replica holds the same weights: each adds its share of the penalty so that the
     # summed gradient carries it exactly once.
-    return predictions, label_loss, tf.cast(reg_loss, tf.float32) / replicas
+    return predictions, per_example, label_loss, tf.cast(reg_loss, tf.float32) / replicas
 
   def replica_step(batch):
     with tf.GradientTape() as tape:
       out = model(batch["features"], batch["num_frames"], training=True)
-      predictions, label_loss, reg_share = label_and_reg(model, out, batch["labels"])
+      predictions, label_per_example, label_loss, reg_share = label_and_reg(
+          model, out, batch["labels"])
       total = weights.ce_weight * label_loss + config.regularization_penalty * reg_share
       logs = {"label_loss": label_loss, "reg_loss": reg_share}
-      student_per_example = weights.ce_weight * loss_fn(predictions=predictions,
-                                                        labels=batch["labels"])
+      student_per_example = weights.ce_weight * label_per_example  # (for REINFORCE)
       if teacher is not None:
         if cached:
           teacher_out = {k: batch[f"teacher_{k}"] for k in TeacherCache.KEYS
@@ -452,7 +453,8 @@ def train(run: run_config_lib.RunConfig, train_files: Sequence[str], config: Tra
           total += weight * logs[name]
           student_per_example += weight * per_example
         if parallel:
-          _, teacher_label, teacher_reg = label_and_reg(teacher, teacher_out, batch["labels"])
+          _, _, teacher_label, teacher_reg = label_and_reg(teacher, teacher_out,
+                                                           batch["labels"])
           total += teacher_label + config.regularization_penalty * teacher_reg
           logs["teacher/label_loss"] = teacher_label
       if "selection_log_prob" in out:
