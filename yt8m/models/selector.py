@@ -129,14 +129,3 @@ class LearnedFrameSelection(keras.Model):
     out = dict(self.student(selected * slots, count, training=training))
     out.update(extra, frame_indices=tf.where(real_slot, picked, -1), selection_scores=scores)
     return out
-
-  def get_config(self):
-    return {"student": keras.saving.serialize_keras_object(self.student),
-            "student_frames": self.student_frames,
-            **{name: getattr(self, name) for name in self.HPARAMS}}
-
-  @classmethod
-  def from_config(cls, config):
-    config = dict(config)
-    student = keras.saving.deserialize_keras_object(config.pop("student"))
-    return cls(student, **config)
