@@ -5,8 +5,6 @@ here they are defined once, at the edge, and turned into constructor keyword arg
 models never read flags.
 """
 
-import inspect
-
 from absl import flags
 
 from yt8m import models
@@ -60,10 +58,11 @@ MODEL_FLAG_NAMES = ("moe_num_mixtures", "iterations", "dbof_add_batch_norm",
 def model_hparams(model_name: str, feature_sizes: tuple[int, ...] = ()) -> dict:
   """The model flags that `model_name`'s constructor takes, as keyword arguments (and, for
   the two-branch VLAD models, the rgb width: the first of --feature_sizes)."""
-  if model_name not in models.MODELS:
+  try:
+    accepted = models.hparam_names(model_name)  # the model's HPARAMS: one source of truth
+  except ValueError:
     raise ValueError(f"unknown --model {model_name!r}; choose one of "
-                     f"{', '.join(sorted(models.MODELS))}")
-  accepted = inspect.signature(models.MODELS[model_name].__init__).parameters
+                     f"{', '.join(sorted(models.MODELS))}") from None
   hparams = {name: FLAGS[name].value for name in MODEL_FLAG_NAMES if name in accepted}
   if "rgb_size" in accepted and feature_sizes:
     hparams["rgb_size"] = feature_sizes[0]

@@ -29,7 +29,9 @@ flags.DEFINE_string("eval_data_pattern", "", "File glob defining the evaluation 
 flags.DEFINE_bool("segment_labels", False, "If set, then --eval_data_pattern must be "
                   "frame-level features (but with segment_labels).")
 flags.DEFINE_integer("batch_size", 1024, "How many examples to process per batch.")
-flags.DEFINE_integer("num_readers", 8, "How many threads to use for reading input files.")
+flags.DEFINE_integer("num_readers", 8, "Accepted for the starter's command lines; "
+                     "unused: evaluation reads its files once, in order, with parallel "
+                     "parsing.")
 flags.DEFINE_bool("run_once", False, "Whether to run eval only once.")
 flags.DEFINE_integer("top_k", 20, "How many predictions to output per video.")
 flags.DEFINE_float("eval_interval_secs", 30, "Seconds between looks for a new checkpoint.")

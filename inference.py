@@ -37,7 +37,9 @@ flags.DEFINE_string("output_model_tgz", "", "If given, should be a filename with
                     "tar. This file can be uploaded to Kaggle for the top 10 participants.")
 flags.DEFINE_integer("top_k", 20, "How many predictions to output per video.")
 flags.DEFINE_integer("batch_size", 512, "How many examples to process per batch.")
-flags.DEFINE_integer("num_readers", 1, "How many threads to use for reading input files.")
+flags.DEFINE_integer("num_readers", 1, "Accepted for the starter's command lines; "
+                     "unused: evaluation reads its files once, in order, with parallel "
+                     "parsing.")
 FLAGS = flags.FLAGS
 
 

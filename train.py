@@ -73,6 +73,11 @@ flags.DEFINE_integer("num_classes", readers.NUM_CLASSES_2018,
 flags.DEFINE_integer("keep_checkpoints", 5, "How many recent checkpoints to keep.")
 flags.DEFINE_integer("log_every_steps", 1, "Log a training line every N steps (and on every "
                      "metrics step).")
+flags.DEFINE_integer("steps_per_execution", 100, "At most this many training steps per "
+                     "compiled call between the steps that log, measure or checkpoint (the "
+                     "host waits for the device only at those).")
+flags.DEFINE_bool("jit_compile", False, "Compile the model's forward and backward pass with "
+                  "XLA (for accelerators; not every model's ops compile).")
 flags.DEFINE_integer("shuffle_buffer", None, "Example shuffle buffer (default 4 batches).")
 flags.DEFINE_integer("seed", None, "Seed for weights and data order (default: random).")
 flags.DEFINE_string("tpu", "", "TPU address for TPUStrategy.")
@@ -99,14 +104,13 @@ flags.DEFINE_enum("distillation", "", ["", "serial", "parallel"], "parallel: tea
                   "frames, same --model and flags) and student train together; the teacher "
                   "learns from its own label loss only. serial: needs --teacher_dir (the "
                   "default when it is given).")
-flags.DEFINE_float("ce_weight", 1.0, "Weight of the student's label loss L_CE.")
-flags.DEFINE_float("rep_weight", 0.01, "Weight of L_rep = ||E_T - E_S||^2 (a sum over the "
-                   "representation, hundreds at the start: 0.01 brings it to L_CE's scale; "
-                   "docs/DISTILLATION.md).")
-flags.DEFINE_float("pred_weight", 1.0, "Weight of L_pred (teacher vs student probabilities).")
-flags.DEFINE_float("intermediate_weight", 0.0, "Weight of the H-RNN block-encoding match.")
-flags.DEFINE_enum("pred_loss", "mse", list(distill.PRED_LOSSES), "L_pred: squared error "
-                  "(the paper) or per-class binary KL.")
+# The loss weights: one flag per distill.LossWeights field.
+for _field in dataclasses.fields(distill.LossWeights):
+  if "choices" in _field.metadata:
+    flags.DEFINE_enum(_field.name, _field.default, list(_field.metadata["choices"]),
+                      _field.metadata["help"])
+  else:
+    flags.DEFINE_float(_field.name, _field.default, _field.metadata["help"])
 flags.DEFINE_integer("student_hrnn_block_frames", 0, "HierarchicalLstmModel students: frames "
                      "per block of the student (0: --hrnn_block_frames). The authors' student "
                      "had 5 blocks: k/5.")
@@ -137,11 +141,10 @@ def with_distillation(run: run_config.RunConfig) -> run_config.RunConfig:
     if FLAGS.teacher_dir:
       raise ValueError("--teacher_dir needs --student_frames (serial distillation)")
     return run
-  weights = distill.LossWeights(FLAGS.ce_weight, FLAGS.rep_weight, FLAGS.pred_weight,
-                                FLAGS.intermediate_weight, FLAGS.pred_loss)
-  return run_config.with_teacher(run, mode, {**dataclasses.asdict(weights),
-                                            "share_head": FLAGS.share_teacher_head},
-                                 FLAGS.teacher_dir, parallel_teacher=teacher)
+  weights = distill.LossWeights(**{f.name: FLAGS[f.name].value
+                                   for f in dataclasses.fields(distill.LossWeights)})
+  return run_config.with_teacher(run, mode, weights, FLAGS.teacher_dir,
+                                 parallel_teacher=teacher, share_head=FLAGS.share_teacher_head)
 
 
 def selector_hparams() -> dict:
@@ -193,7 +196,9 @@ def main(argv):
         regularization_penalty=FLAGS.regularization_penalty,
         checkpoint_steps=FLAGS.export_model_steps, keep_checkpoints=FLAGS.keep_checkpoints,
         num_readers=FLAGS.num_readers, shuffle_buffer=FLAGS.shuffle_buffer,
-        log_every=FLAGS.log_every_steps, seed=FLAGS.seed,
+        log_every=FLAGS.log_every_steps, steps_per_execution=FLAGS.steps_per_execution,
+        jit_compile=FLAGS.jit_compile,
+        seed=FLAGS.seed,
         mixed_precision=FLAGS.mixed_precision, start_new_model=FLAGS.start_new_model,
         init_from=init_from, cache_teacher=FLAGS.cache_teacher_outputs,
         hparams={f.name: f.value for f in FLAGS.flags_by_module_dict().get(sys.argv[0], [])}

@@ -29,7 +29,7 @@ import keras
 import numpy as np
 from absl import app, flags
 
-from yt8m import inference_lib, readers, submission, synthetic, train_lib
+from yt8m import building, inference_lib, readers, submission, synthetic
 from yt8m import run_config as run_config_lib
 
 flags.DEFINE_list("models", ["HierarchicalLstmModel", "NetVladModel", "NeXtVladModel",
@@ -136,7 +136,7 @@ def main(_):
           selector_hparams={"selector_hidden": FLAGS.selector_hidden}
           if label.startswith("learned") else {}) for label, k in variants.items()}
       keras.backend.clear_session()
-      built = {label: train_lib.build_model(run) for label, run in runs.items()}
+      built = {label: building.build_model(run) for label, run in runs.items()}
       for label in variants:  # warm-up: tracing, page cache
         inference_seconds(runs[label], built[label], files, tmp)
       times = {label: [] for label in variants}

@@ -51,7 +51,8 @@ def test_student_terms_never_reach_the_teacher():
     s_out = student(frames[:, :4], tf.constant([4, 3]))
     terms = distill.student_terms(t_out, s_out, tf.zeros([2, 4], tf.int32),
                                   distill.LossWeights(rep_weight=1, pred_weight=1))
-    total = tf.add_n([tf.reduce_sum(v) for v in terms.values()])
+    assert set(terms) == {"rep_loss", "pred_loss"}
+    total = tf.add_n([tf.reduce_sum(v) for _, v in terms.values()])
   assert all(g is None for g in tape.gradient(total, teacher.trainable_variables))
   assert all(g is not None for g in tape.gradient(total, student.trainable_variables))
 
@@ -84,6 +85,7 @@ LSTM = ["--frame_features", "--model=LstmModel", "--lstm_cells=8", "--num_classe
         "--feature_names=rgb,audio", "--feature_sizes=1024,128", "--batch_size=8"]
 
 
+@pytest.mark.slow
 def test_serial_student_stands_alone(tmp_path, frame_data, teacher_dir):
   student = tmp_path / "student"
   proc = run("train.py", *LSTM, f"--train_data_pattern={frame_data}/train*.tfrecord",
@@ -110,6 +112,7 @@ def test_serial_student_stands_alone(tmp_path, frame_data, teacher_dir):
   np.testing.assert_allclose(served["predictions"].numpy(), expected, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_parallel_run_evaluates_teacher_and_student(tmp_path, frame_data):
   student = tmp_path / "parallel"
   run("train.py", *LSTM, f"--train_data_pattern={frame_data}/train*.tfrecord",
@@ -123,6 +126,7 @@ def test_parallel_run_evaluates_teacher_and_student(tmp_path, frame_data):
   assert metrics["num_videos"] == metrics["teacher"]["num_videos"] == 12
 
 
+@pytest.mark.slow
 def test_baseline_and_fine_tuning(tmp_path, frame_data, teacher_dir):
   base = tmp_path / "k4"
   run("train.py", *LSTM, f"--train_data_pattern={frame_data}/train*.tfrecord",
@@ -131,10 +135,19 @@ def test_baseline_and_fine_tuning(tmp_path, frame_data, teacher_dir):
   tuned = tmp_path / "tuned"
   proc = run("train.py", *LSTM, f"--train_data_pattern={frame_data}/train*.tfrecord",
              f"--train_dir={tuned}", "--max_steps=4", "--student_frames=4",
-             "--frame_selection=random", f"--init_from={base}")
+             "--frame_selection=random", f"--init_from={base}", "--base_learning_rate=1e-12")
   assert "Starting from the model weights" in proc.stderr and "training step 1 |" in proc.stderr
+  # A learning rate of 1e-12 leaves the weights where --init_from put them: the base's.
+  start = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(base)))
+  end = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(tuned)))
+  names = [n for n in start.get_variable_to_shape_map()
+           if n.startswith("model/") and "OPTIMIZER" not in n]
+  assert names
+  for name in names:
+    np.testing.assert_allclose(end.get_tensor(name), start.get_tensor(name), atol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args,message", [
     (["--distillation=serial", "--student_frames=4"], "needs --teacher_dir"),
     (["--distillation=parallel"], "needs --student_frames"),
@@ -147,6 +160,7 @@ def test_bad_distillation_flags(tmp_path, frame_data, teacher_dir, args, message
   assert proc.returncode != 0 and message in proc.stderr.splitlines()[-1]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["serial", "parallel"])
 def test_shared_teacher_head_lets_rep_alone_train_the_student(tmp_path, frame_data, teacher_dir,
                                                              mode):
@@ -166,6 +180,7 @@ def test_shared_teacher_head_lets_rep_alone_train_the_student(tmp_path, frame_da
     np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
 
 
+@pytest.mark.slow
 def test_hrnn_student_blocks_and_intermediate_matching(tmp_path, frame_data):
   student = tmp_path / "hrnn"
   proc = run("train.py", "--frame_features", "--model=HierarchicalLstmModel", "--lstm_cells=4",
@@ -180,6 +195,7 @@ def test_hrnn_student_blocks_and_intermediate_matching(tmp_path, frame_data):
   assert saved["distillation"]["teacher"]["model_hparams"]["hrnn_block_frames"] == 15
 
 
+@pytest.mark.slow
 def test_cached_frozen_teacher_gives_the_same_losses(tmp_path, frame_data, teacher_dir):
   lines = {}
   for flag in ("--cache_teacher_outputs", "--nocache_teacher_outputs"):

@@ -1,5 +1,6 @@
 """tf.distribute on CPU: 2 logical devices vs 1, and 2 worker processes on 127.0.0.1."""
 
+import pytest
 import os
 import socket
 import subprocess
@@ -27,6 +28,7 @@ def weights(path):
   return data, [data[k] for k in sorted(data.files) if k.startswith("w")]
 
 
+@pytest.mark.slow
 def test_two_logical_cpus_train_like_one_device(tmp_path):
   pattern = str(SAMPLE / "video_level_2018" / "validate0000.tfrecord")
   for mode in ("one", "mirrored"):
@@ -49,6 +51,7 @@ def free_ports(count):
   return ports
 
 
+@pytest.mark.slow
 def test_two_workers_on_localhost_end_identical(tmp_path):
   pattern = str(SAMPLE / "video_level_2018" / "validate000[01].tfrecord")
   cluster = [f"127.0.0.1:{p}" for p in free_ports(2)]

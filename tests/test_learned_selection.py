@@ -90,6 +90,7 @@ def test_training_draws_vary_and_the_scorer_gets_a_gradient(estimator):
   assert any(float(tf.reduce_max(tf.abs(g))) > 0 for g in grads)
 
 
+@pytest.mark.slow
 def test_learned_student_through_the_command_lines(tmp_path, frame_data):
   teacher = tmp_path / "teacher"
   data = f"--train_data_pattern={frame_data}/train*.tfrecord"
@@ -126,6 +127,7 @@ def test_learned_student_through_the_command_lines(tmp_path, frame_data):
   np.testing.assert_allclose(served["predictions"].numpy(), expected, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_learned_parallel_reinforce_and_bad_flags(tmp_path, frame_data):
   data = f"--train_data_pattern={frame_data}/train*.tfrecord"
   proc = run("train.py", *LSTM, data, f"--train_dir={tmp_path}/p", "--max_steps=2",
@@ -141,6 +143,7 @@ def test_learned_parallel_reinforce_and_bad_flags(tmp_path, frame_data):
   assert bad.returncode != 0 and "--frame_selection=learned needs --student_frames" in bad.stderr
 
 
+@pytest.mark.slow
 def test_learned_selection_under_mirrored_strategy(tmp_path, frame_data):
   script = textwrap.dedent(f"""
     import sys

@@ -2,7 +2,11 @@
 
 import csv
 
+import pytest
+
 from conftest import run_cli
+
+pytestmark = pytest.mark.slow  # the scripts run as a user runs them, in fresh processes
 
 
 def run_script(script, *args):

@@ -33,6 +33,7 @@ def test_write_then_read_round_trip(tmp_path):
   assert sub.predictions["b"][0].size == 0
 
 
+@pytest.mark.slow
 def test_scores_match_the_metric_definitions(tmp_path, data):
   path = write(tmp_path, ["v0,2 0.9 0 0.8 1 0.1", "v1,0 0.7 1 0.6", "v2,3 0.5"])
   result, warnings = submission.score(submission.read_csv(path, 5), data, num_classes=5)
@@ -44,6 +45,7 @@ def test_scores_match_the_metric_definitions(tmp_path, data):
   assert result["perr"] == pytest.approx((1 + 0 + 0) / 3)
 
 
+@pytest.mark.slow
 def test_top_k_limits_each_video(tmp_path, data):
   path = write(tmp_path, ["v0,1 0.9 0 0.8 2 0.7", "v1,1 0.5", "v2,4 0.4"])
   sub = submission.read_csv(path, 5)
@@ -69,6 +71,7 @@ def test_malformed_lines_are_named(tmp_path, line, why):
   assert list(skipped.predictions) == ["v1"] and len(skipped.warnings) == 1
 
 
+@pytest.mark.slow
 def test_duplicates_header_and_id_mismatches(tmp_path, data):
   path = write(tmp_path, ["v0,1 0.5", "v1,1 0.5", "v0,2 0.5"])
   with pytest.raises(submission.SubmissionError, match="line 4: duplicate VideoId 'v0' "

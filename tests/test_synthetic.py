@@ -253,6 +253,7 @@ def test_quantization_matches_real_extractor():
   np.testing.assert_array_equal(synthetic.quantize(readers.dequantize(q)), q)
 
 
+@pytest.mark.slow
 def test_command_line(tmp_path):
   env = {**os.environ, "PYTHONPATH": REPO + os.pathsep + os.environ.get("PYTHONPATH", "")}
   cmd = [sys.executable, "-m", "yt8m.synthetic", f"--output_dir={tmp_path / 'cli'}", "--seed=1"]

@@ -1,6 +1,7 @@
 """Teacher families (H-RNN, gated NetVLAD, NeXtVLAD): output contract at teacher and student
 lengths, masking, permutation invariance, the maths on fixed weights, configs, checkpoints."""
 
+import inspect
 import math
 
 import keras
@@ -9,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import padded_videos
-from yt8m import models, train_lib
+from yt8m import building, models
 from yt8m.models import layers
 from yt8m.models.teachers import HierarchicalLstmModel, NetVlad, NetVladModel, NeXtVlad
 from yt8m.models.teachers import NeXtVladModel
@@ -49,7 +50,10 @@ def test_registry_builds_the_teachers():
                     ("NetVladModel", NetVladModel), ("NeXtVladModel", NeXtVladModel)):
     assert models.MODELS[name] is cls
     assert name in models.FRAME_LEVEL_MODELS and name not in models.VIDEO_LEVEL_MODELS
-    assert models.hparam_names(name) == cls.HPARAMS
+    # HPARAMS, the one list of a model's hyper-parameters, names constructor keywords.
+    keywords = inspect.signature(cls.__init__).parameters
+    assert cls.HPARAMS and all(keywords[h].kind is inspect.Parameter.KEYWORD_ONLY
+                               for h in cls.HPARAMS)
     assert isinstance(build(name), cls)
 
 
@@ -352,15 +356,15 @@ def test_checkpoint_round_trip(name, tmp_path):
   model = build(name)
   x, n = videos([9, 4, 1], 9, seed=14)
   model(x, num_frames=n, training=True)  # moves the batch-norm statistics off their init
-  train_lib.check_checkpointable(model)
+  building.check_checkpointable(model)
   expected = model(x, num_frames=n)
   path = tf.train.Checkpoint(model=model).save(str(tmp_path / "ckpt"))
 
   fresh = build(name)
   fresh(x, num_frames=n)
-  train_lib.check_checkpointable(fresh)
+  building.check_checkpointable(fresh)
   assert not np.allclose(fresh(x, num_frames=n)["predictions"], expected["predictions"])
-  train_lib.restore(tf.train.Checkpoint(model=fresh), path)
+  building.restore(path, model=fresh)
   assert_outputs_equal(fresh(x, num_frames=n), expected, atol=1e-6)
   for restored, saved in zip(fresh.weights, model.weights):
     np.testing.assert_array_equal(restored.numpy(), saved.numpy(), err_msg=saved.path)

@@ -25,18 +25,27 @@ PRED_LOSSES = ("mse", "kl")
 _EPSILON = 1e-6
 
 
+def _weight(default: float, help_text: str):
+  return dataclasses.field(default=default, metadata={"help": help_text})
+
+
 @dataclasses.dataclass(frozen=True)
 class LossWeights:
-  ce_weight: float = 1.0
-  rep_weight: float = 0.01  # see train.py --rep_weight
-  pred_weight: float = 1.0
-  intermediate_weight: float = 0.0
-  pred_loss: str = "mse"
+  """The student's loss weights; train.py makes a flag of each field (its help below)."""
+  ce_weight: float = _weight(1.0, "Weight of the student's label loss L_CE.")
+  rep_weight: float = _weight(0.01, "Weight of L_rep = ||E_T - E_S||^2 (a sum over the "
+                              "representation, hundreds at the start: 0.01 brings it to "
+                              "L_CE's scale; docs/DISTILLATION.md).")
+  pred_weight: float = _weight(1.0, "Weight of L_pred (teacher vs student probabilities).")
+  intermediate_weight: float = _weight(0.0, "Weight of the H-RNN block-encoding match.")
+  pred_loss: str = dataclasses.field(default="mse", metadata={
+      "help": "L_pred: squared error (the paper) or per-class binary KL.",
+      "choices": PRED_LOSSES})
 
   def __post_init__(self):
     if self.pred_loss not in PRED_LOSSES:
       raise ValueError(f"--pred_loss must be one of {PRED_LOSSES}, got {self.pred_loss!r}")
-    for name in ("ce_weight", "rep_weight", "pred_weight", "intermediate_weight"):
+    for name in ("ce_weight", *(weight for weight, _ in TERMS.values())):
       if getattr(self, name) < 0:
         raise ValueError(f"--{name} must be >= 0, got {getattr(self, name)}")
 
@@ -91,23 +100,43 @@ def intermediate_loss(teacher_blocks: tf.Tensor, student_blocks: tf.Tensor,
   return tf.reduce_sum(distance, axis=1) / tf.maximum(tf.reduce_sum(student_mask, axis=1), 1.0)
 
 
+def _rep(teacher_out, student_out, context, weights):
+  return representation_loss(teacher_out["representation"], student_out["representation"])
+
+
+def _pred(teacher_out, student_out, context, weights):
+  return prediction_loss(teacher_out["predictions"], student_out["predictions"],
+                         weights.pred_loss)
+
+
+def _intermediate(teacher_out, student_out, context, weights):
+  if "intermediates" not in teacher_out or "intermediates" not in student_out:
+    raise ValueError("--intermediate_weight needs models with intermediate representations "
+                     "(HierarchicalLstmModel)")
+  return intermediate_loss(teacher_out["intermediates"], student_out["intermediates"],
+                           student_out["intermediate_mask"], context["frame_indices"],
+                           context["student_block_frames"], context["teacher_block_frames"])
+
+
+# The matching terms: log name -> (its LossWeights field, per-example function). A new term
+# is a LossWeights field and an entry here.
+TERMS = {
+    "rep_loss": ("rep_weight", _rep),
+    "pred_loss": ("pred_weight", _pred),
+    "intermediate_loss": ("intermediate_weight", _intermediate),
+}
+
+
 def student_terms(teacher_out: dict, student_out: dict, frame_indices: tf.Tensor,
                   weights: LossWeights, student_block_frames: int | None = None,
-                  teacher_block_frames: int | None = None) -> dict[str, tf.Tensor]:
-  """The weighted matching terms (per example [B]) that are switched on."""
+                  teacher_block_frames: int | None = None
+                  ) -> dict[str, tuple[float, tf.Tensor]]:
+  """The matching terms that are switched on: name -> (weight, unweighted per-example [B])."""
+  context = {"frame_indices": frame_indices, "student_block_frames": student_block_frames,
+             "teacher_block_frames": teacher_block_frames}
   terms = {}
-  if weights.rep_weight:
-    terms["rep_loss"] = representation_loss(teacher_out["representation"],
-                                            student_out["representation"])
-  if weights.pred_weight:
-    terms["pred_loss"] = prediction_loss(teacher_out["predictions"], student_out["predictions"],
-                                         weights.pred_loss)
-  if weights.intermediate_weight:
-    if "intermediates" not in teacher_out or "intermediates" not in student_out:
-      raise ValueError("--intermediate_weight needs models with intermediate representations "
-                       "(HierarchicalLstmModel)")
-    terms["intermediate_loss"] = intermediate_loss(
-        teacher_out["intermediates"], student_out["intermediates"],
-        student_out["intermediate_mask"], frame_indices, student_block_frames,
-        teacher_block_frames)
+  for name, (weight_name, term) in TERMS.items():
+    weight = getattr(weights, weight_name)
+    if weight:
+      terms[name] = (weight, term(teacher_out, student_out, context, weights))
   return terms

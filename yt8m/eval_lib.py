@@ -11,40 +11,18 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from yt8m import losses, metrics, readers
+from yt8m import building, losses, metrics, readers
 from yt8m import run_config as run_config_lib
-from yt8m import train_lib
 
 
-class EvalError(RuntimeError):
-  """No checkpoint to evaluate, or an unusable one."""
+# No checkpoint to evaluate, or an unusable one (one line naming the path).
+EvalError = building.CheckpointError
+load_model = building.load_model
+load_parallel_teacher = building.load_parallel_teacher
 
 
 def checkpoint_step(path: str) -> int:
   return int(path.rsplit("-", 1)[-1])
-
-
-def load_model(train_dir: str, checkpoint_path: str | None = None,
-               run: run_config_lib.RunConfig | None = None
-               ) -> tuple[run_config_lib.RunConfig, keras.Model, str]:
-  """Rebuilds the run's model from model_flags.json and restores a checkpoint (the latest
-  by default) into it. Fails loudly if any model weight is not in the checkpoint."""
-  run = run or run_config_lib.load(train_dir)
-  path = checkpoint_path or tf.train.latest_checkpoint(train_dir)
-  if not path:
-    raise EvalError(f"no checkpoint in {train_dir}; has train.py saved one yet?")
-  model = train_lib.build_model(run)
-  status = tf.train.Checkpoint(model=model).restore(path)
-  status.assert_existing_objects_matched().expect_partial()  # optimizer slots are not needed
-  return run, model, path
-
-
-def load_parallel_teacher(run: run_config_lib.RunConfig, checkpoint_path: str) -> keras.Model:
-  """The teacher trained alongside a parallel-distilled student (same checkpoint)."""
-  teacher = train_lib.build_model(run.teacher)
-  status = tf.train.Checkpoint(teacher=teacher).restore(checkpoint_path)
-  status.assert_existing_objects_matched().expect_partial()
-  return teacher
 
 
 _PREDICT_FNS = weakref.WeakKeyDictionary()
@@ -152,7 +130,7 @@ def evaluation_loop(train_dir: str, files: Sequence[str], batch_size: int = 1024
     result["global_step"] = step
     _log_result(result, step)
     write_summaries(writer, result, step, scope)
-    if run.distillation and run.distillation["mode"] == "parallel":
+    if run.distillation and run.distillation.parallel:
       # Side by side: the teacher trained in the same run, on every frame.
       teacher = load_parallel_teacher(run, path)
       result["teacher"] = evaluate(teacher, run.teacher, files, batch_size, top_k, step,

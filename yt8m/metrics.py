@@ -1,6 +1,6 @@
 """YouTube-8M challenge metrics: Hit@1, PERR, GAP@k and mAP, vectorised numpy in float64.
 
-Definitions (the starter code's eval_util.py; docs/METRICS.md has the details):
+Definitions (the starter code's eval_util.py; the reference is ../shared/reference/starter_code.md):
 
   Hit@1  mean over videos of labels[argmax(predictions)] (ties: the lowest class index).
   PERR   per video with n positives: the fraction of the n top-scored classes that are

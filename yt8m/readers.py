@@ -405,7 +405,8 @@ def build_dataset(files: Sequence[str],
                   num_readers: int = 8,
                   drop_remainder: bool = False,
                   seed: int | None = None,
-                  shard: tuple[int, int] | None = None) -> tf.data.Dataset:
+                  shard: tuple[int, int] | None = None,
+                  skip_records: int = 0) -> tf.data.Dataset:
   """Batches of one file list.
 
   Training: files reshuffled every epoch, `num_readers` files read interleaved, records
@@ -413,6 +414,7 @@ def build_dataset(files: Sequence[str],
   Evaluation/inference (training=False): one pass in sorted file order, deterministic.
   A seed makes the training order reproducible too (at some cost in parallelism).
   shard=(count, index) keeps every count-th record (for workers that share files).
+  skip_records: training resumes its input here (the records are read, not parsed).
   """
   if batch_size <= 0:
     raise ValueError(f"batch_size must be positive, got {batch_size}")
@@ -426,6 +428,8 @@ def build_dataset(files: Sequence[str],
     records = records.shard(*shard)
   if training:
     records = records.shuffle(shuffle_buffer or 4 * batch_size, seed=seed)
+    if skip_records:
+      records = records.skip(skip_records)
   if config.frame_features:
     ds = records.map(
         lambda p, i, r: _parse_frame_level(p, i, r, config, training, seed or 0),

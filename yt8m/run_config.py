@@ -15,7 +15,7 @@ from typing import Any
 
 import tensorflow as tf
 
-from yt8m import outputs, readers
+from yt8m import distill, outputs, readers
 
 MODEL_FLAGS_FILE = "model_flags.json"
 
@@ -38,15 +38,12 @@ class RunConfig:
   model_hparams: dict[str, Any] = dataclasses.field(default_factory=dict)
   # --frame_selection=learned: the selector's hyper-parameters (yt8m/models/selector.py).
   selector_hparams: dict[str, Any] = dataclasses.field(default_factory=dict)
-  # A distilled student: {"mode": "serial"|"parallel", "teacher": <the teacher's RunConfig
-  # json>, "teacher_dir": ... (serial), the loss weights}. None for ordinary training.
-  distillation: dict[str, Any] | None = None
+  # A distilled student's teacher and loss weights; None for ordinary training.
+  distillation: "Distillation | None" = None
 
   @property
   def teacher(self) -> "RunConfig | None":
-    if not self.distillation:
-      return None
-    return RunConfig.from_json(self.distillation["teacher"])
+    return self.distillation.teacher if self.distillation else None
 
   def reader_config(self, require_labels: bool = True,
                     segment_mode: str | None = None) -> readers.ReaderConfig:
@@ -58,7 +55,8 @@ class RunConfig:
         segment_mode=segment_mode)
 
   def to_json(self) -> dict:
-    out = dataclasses.asdict(self)
+    out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+    out["distillation"] = self.distillation.to_json() if self.distillation else None
     # The starter wrote comma-separated strings; keep its format for these keys.
     out["feature_names"] = ",".join(self.feature_names)
     out["feature_sizes"] = ",".join(map(str, self.feature_sizes))
@@ -71,7 +69,49 @@ class RunConfig:
     known = {f.name for f in dataclasses.fields(cls)}
     fields = {k: v for k, v in data.items() if k in known}
     fields.update(feature_names=names, feature_sizes=sizes)
+    if fields.get("distillation"):
+      fields["distillation"] = Distillation.from_json(fields["distillation"])
     return cls(**fields)
+
+
+@dataclasses.dataclass(frozen=True)
+class Distillation:
+  """How a student learns from its teacher. In model_flags.json as the flat dict earlier
+  versions wrote: {"mode", "teacher": <RunConfig json>, the LossWeights fields, "share_head",
+  and for serial runs "teacher_dir", "teacher_checkpoint"}.
+
+  mode: "serial" (the trained teacher in teacher_dir, frozen) or "parallel" (trained alongside
+  the student on its own label loss).
+  share_head: the student classifies with the teacher's output layer (the paper's shared
+  output layer), copied from a serial teacher and mirrored after every step from a parallel one.
+  """
+  mode: str
+  teacher: RunConfig
+  weights: distill.LossWeights = distill.LossWeights()
+  share_head: bool = False
+  teacher_dir: str = ""
+  teacher_checkpoint: str = ""
+
+  @property
+  def parallel(self) -> bool:
+    return self.mode == "parallel"
+
+  def to_json(self) -> dict:
+    out = {"mode": self.mode, "teacher": self.teacher.to_json(),
+           **dataclasses.asdict(self.weights), "share_head": self.share_head}
+    if self.mode == "serial":
+      out.update(teacher_dir=self.teacher_dir, teacher_checkpoint=self.teacher_checkpoint)
+    return out
+
+  @classmethod
+  def from_json(cls, data: dict) -> "Distillation":
+    weight_names = {f.name for f in dataclasses.fields(distill.LossWeights)}
+    return cls(mode=data["mode"], teacher=RunConfig.from_json(data["teacher"]),
+               weights=distill.LossWeights(**{k: v for k, v in data.items()
+                                              if k in weight_names}),
+               share_head=bool(data.get("share_head", False)),
+               teacher_dir=data.get("teacher_dir", ""),
+               teacher_checkpoint=data.get("teacher_checkpoint", ""))
 
 
 def path(train_dir: str) -> str:
@@ -110,16 +150,22 @@ def save_or_check(train_dir: str, config: RunConfig) -> None:
     json.dump(config.to_json(), f, indent=1, sort_keys=True)
 
 
-def with_teacher(student: RunConfig, mode: str, weights: dict,
+def with_teacher(student: RunConfig, mode: str,
+                 weights: "distill.LossWeights | dict" = distill.LossWeights(),
                  teacher_dir: str | None = None,
-                 parallel_teacher: RunConfig | None = None) -> RunConfig:
+                 parallel_teacher: RunConfig | None = None,
+                 share_head: bool = False) -> RunConfig:
   """The student's run with its distillation record.
 
   mode "serial": the teacher is the trained run in teacher_dir (its latest checkpoint, frozen).
   mode "parallel": the teacher, trained alongside, is parallel_teacher, by default the
   student's model and hyper-parameters on every frame.
-  weights: the distill.LossWeights fields.
+  weights: a distill.LossWeights, or a dict of its fields (and optionally "share_head").
   """
+  if isinstance(weights, dict):
+    weights = dict(weights)
+    share_head = bool(weights.pop("share_head", share_head))
+    weights = distill.LossWeights(**weights)
   if not student.student_frames:
     raise RunConfigError(f"--distillation={mode} needs --student_frames (the student's k)")
   if mode == "serial":
@@ -147,5 +193,6 @@ def with_teacher(student: RunConfig, mode: str, weights: dict,
     extra = {}
   else:
     raise RunConfigError(f"unknown distillation mode {mode!r}")
-  record = {"mode": mode, "teacher": teacher.to_json(), **extra, **weights}
+  record = Distillation(mode=mode, teacher=teacher, weights=weights, share_head=share_head,
+                        **extra)
   return dataclasses.replace(student, distillation=record)

@@ -1,36 +1,41 @@
-"""The training loop: tf.distribute, a compiled step, checkpoints, TensorBoard. No model.fit.
+"""The training loop: tf.distribute, a compiled multi-step function, checkpoints, TensorBoard.
+No model.fit, and nothing about teachers: what differs between training modes lives in an
+objective (yt8m/objectives.py).
 
-Order of business (big_vision's): strategy -> run config -> data -> model, optimizer and
-checkpoint under strategy.scope() -> restore -> compiled step -> loop (log, summaries,
-checkpoints).
+Order of business (big_vision's): strategy -> train dir (lock, manifest) -> objective,
+optimizer and checkpoint under strategy.scope() -> restore (weights and input position) ->
+one input iterator for the whole run -> compiled steps -> loop (log, summaries, checkpoints).
 
 Batch sizes follow the starter: --batch_size is per replica (its "towers"), so the global
 batch is batch_size x replicas, and the learning rate decays every
 learning_rate_decay_examples examples of that global batch.
+
+Resuming is exact: the input is one deterministic stream of num_epochs passes (file and
+record order drawn from a data seed kept in the checkpoint), every batch but the run's last
+is full, so the input position is the step: a resumed run skips step x batch records (read,
+not parsed) and continues with the batch the killed run would have trained on next.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
 import os
-import re
+import random
 import tempfile
 import time
 from typing import Sequence
 
 import keras
-import numpy as np
 import tensorflow as tf
 from absl import logging
 from tensorboard.plugins.hparams import api as hparams_api
 
-from yt8m import distill, frame_selection, losses, metrics, models, readers
+from yt8m import building, metrics, objectives, readers
 from yt8m import run_config as run_config_lib
-from yt8m.models import selector
-
-CHECKPOINT_NAME = "model.ckpt"  # files model.ckpt-<step>.{index,data-*}, as the starter's
+from yt8m import train_dir as train_dir_lib
 
 
 class TrainError(RuntimeError):
@@ -55,12 +60,31 @@ class TrainConfig:
   shuffle_buffer: int | None = None
   log_every: int = 1
   metrics_every: int = 10
+  # Steps per compiled call between log/metrics/checkpoint steps (no host sync in between).
+  steps_per_execution: int = 100
+  jit_compile: bool = False  # XLA for the forward and backward pass (where the model allows)
   seed: int | None = None
   mixed_precision: str = ""  # "" or "mixed_bfloat16"
   start_new_model: bool = False
   init_from: str = ""  # a new run starts from this checkpoint's model weights (fine-tuning)
   cache_teacher: bool = True  # serial: compute the frozen teacher's outputs once per video
   hparams: dict = dataclasses.field(default_factory=dict)  # logged to TensorBoard
+
+  def __post_init__(self):
+    flag_names = {"batch_size": "--batch_size", "num_epochs": "--num_epochs",
+                  "checkpoint_steps": "--export_model_steps", "log_every": "--log_every_steps",
+                  "keep_checkpoints": "--keep_checkpoints", "metrics_every": "metrics_every",
+                  "steps_per_execution": "--steps_per_execution"}
+    for field, flag in flag_names.items():
+      if getattr(self, field) < 1:
+        raise TrainError(f"{flag} must be at least 1, got {getattr(self, field)}")
+    if self.max_steps is not None and self.max_steps < 1:
+      raise TrainError(f"--max_steps must be at least 1 (or unset), got {self.max_steps}")
+    if not self.base_learning_rate > 0:
+      raise TrainError(f"--base_learning_rate must be positive, got {self.base_learning_rate}")
+    if self.optimizer not in _OPTIMIZERS:
+      raise TrainError(f"unknown --optimizer {self.optimizer!r}; choose one of "
+                       f"{', '.join(_OPTIMIZERS)}")
 
 
 # ------------------------------------------------------------------------------- strategy
@@ -100,38 +124,6 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
   return resolver.task_type == "chief" or (
       resolver.task_type == "worker" and resolver.task_id == 0 and
       "chief" not in resolver.cluster_spec().as_dict())
-
-
-# ------------------------------------------------------------------------ train directory
-
-# Everything train.py and eval.py write; --start_new_model removes only these.
-_OWN_FILES = re.compile(r"^(checkpoint|model_flags\.json|events\.out\.tfevents\..*|" +
-                        re.escape(CHECKPOINT_NAME) + r"-\d+\.(index|data-\d+-of-\d+))$")
-
-
-def prepare_train_dir(train_dir: str, start_new_model: bool) -> None:
-  """Creates train_dir, checks it is writable, and for a new model removes what earlier
-  yt8m runs wrote there (checkpoints, events, model_flags.json): never any other file."""
-  try:
-    tf.io.gfile.makedirs(train_dir)
-    probe = os.path.join(train_dir, f".yt8m-write-test-{os.getpid()}")
-    with tf.io.gfile.GFile(probe, "w") as f:
-      f.write("ok")
-    tf.io.gfile.remove(probe)
-  except (tf.errors.OpError, OSError) as e:
-    raise TrainError(f"--train_dir {train_dir} is not writable: {e}") from None
-  if not start_new_model:
-    return
-  removed = 0
-  for folder in (train_dir, os.path.join(train_dir, "eval")):
-    if not tf.io.gfile.isdir(folder):
-      continue
-    for name in tf.io.gfile.listdir(folder):
-      if _OWN_FILES.match(name):
-        tf.io.gfile.remove(os.path.join(folder, name))
-        removed += 1
-  logging.info("--start_new_model: removed %d file(s) of an earlier run from %s", removed,
-               train_dir)
 
 
 # ----------------------------------------------------------------------------- optimizer
@@ -191,102 +183,35 @@ def make_optimizer(name: str, learning_rate) -> keras.optimizers.Optimizer:
   return presummed(learning_rate=learning_rate, **kwargs)
 
 
-# ---------------------------------------------------------------------------------- model
-
-
-def build_model(run: run_config_lib.RunConfig) -> keras.Model:
-  """The run's model with its weights created (Keras 3 builds on the first call), so that a
-  checkpoint restore finds every variable (deps.md P3, P6). Call inside strategy.scope()."""
-  model = models.build_model(run.model, run.num_classes, **run.model_hparams)
-  if run.frame_selection == frame_selection.LEARNED:
-    model = selector.LearnedFrameSelection(model, run.student_frames, **run.selector_hparams)
-  dummy_outputs(model, run)
-  check_checkpointable(model)
-  return model
-
-
-def dummy_outputs(model: keras.Model, run: run_config_lib.RunConfig) -> dict:
-  """The model's outputs for one all-zero video of the run's input shape."""
-  reader = run.reader_config()
-  if reader.frame_features:
-    shape = (1, reader.num_output_frames, reader.feature_dim)
-  else:
-    shape = (1, reader.feature_dim)
-  return model(tf.zeros(shape), tf.ones([1], tf.int32), training=False)
-
-
-def check_same_head(teacher: keras.Model, student: keras.Model) -> None:
-  """--share_teacher_head needs the same classifier on the same representation size."""
-  heads = [getattr(m, "classifier", None) for m in (teacher, student)]
-  if any(h is None for h in heads) or [w.shape for w in heads[0].weights] != [
-      w.shape for w in heads[1].weights]:
-    raise ValueError("--share_teacher_head needs teacher and student of one family and size "
-                     "(the same classifier on the same representation)")
-
-
-def check_checkpointable(model: keras.Model) -> None:
-  """Every weight must be reachable by tf.train.Checkpoint: Keras 3 tracks layers held in
-  Python containers itself, but a checkpoint would silently skip them (and a restore could
-  not notice)."""
-  reachable = {id(t) for t in tf.train.TrackableView(model).descendants()}
-  missing = [v.path for v in model.trainable_variables if id(v) not in reachable]
-  if missing:
-    raise TypeError(f"{type(model).__name__}: weights a checkpoint would not save: "
-                    f"{', '.join(missing)} (hold sub-layers as attributes, not in a list)")
-
-
-def restore(checkpoint: tf.train.Checkpoint, path: str) -> None:
-  """Restores into built objects and fails loudly if anything in them was not restored."""
-  checkpoint.restore(path).assert_existing_objects_matched()
 
 
 # ----------------------------------------------------------------------------------- data
 
-
-_STEP_KEYS = ("features", "num_frames", "labels")
-_TEACHER_KEYS = ("teacher_features", "teacher_num_frames", "frame_indices")
-
-
-class TeacherCache:
-  """A frozen teacher's outputs for every training video, computed once (serial runs).
-
-  The teacher runs in inference mode, so its outputs for a video never change: one pass
-  replaces a teacher forward over all frames at every step, and the student's reader decodes
-  only its k frames. Looked up by video id in the input pipeline.
-  """
-  KEYS = ("representation", "predictions", "intermediates", "intermediate_mask")
-
-  def __init__(self, teacher: keras.Model, teacher_run: run_config_lib.RunConfig,
-               files: Sequence[str], batch_size: int = 256):
-    predict = tf.function(lambda f, n: teacher(f, n, training=False))
-    ids, columns = [], {}
-    for batch in readers.iterate_numpy(files, teacher_run.reader_config(), batch_size):
-      out = predict(batch["features"], batch["num_frames"])
-      ids.extend(batch["video_ids"].tolist())
-      for key in self.KEYS:
-        if key in out:
-          columns.setdefault(key, []).append(tf.cast(out[key], tf.float32).numpy())
-    if len(set(ids)) != len(ids):
-      raise ValueError("the training data repeats video ids; the teacher cache needs unique "
-                       "ids (pass --nocache_teacher_outputs)")
-    self.num_videos = len(ids)
-    self.index = tf.lookup.StaticHashTable(
-        tf.lookup.KeyValueTensorInitializer(tf.constant(ids), tf.range(len(ids),
-                                                                        dtype=tf.int64)), -1)
-    # Host-side variables: the input pipeline captures them by reference (no huge constants).
-    with tf.device("/cpu:0"):
-      self.values = {key: tf.Variable(np.concatenate(parts), trainable=False)
-                     for key, parts in columns.items()}
-
-  def lookup(self, video_ids: tf.Tensor) -> dict:
-    rows = self.index.lookup(video_ids)
-    return {f"teacher_{key}": tf.gather(value, rows) for key, value in self.values.items()}
+# Record counting reads every byte (no parsing): done only when the files are this small.
+_COUNT_RECORDS_MAX_BYTES = 4 << 30
 
 
-def _training_dataset(strategy, files, reader, config: TrainConfig, global_batch: int,
-                      repeat: bool, teacher_cache: TeacherCache | None = None):
+def count_records(files: Sequence[str]) -> int | None:
+  """The number of videos in the files (for the ETA), or None when counting would cost too
+  much (files over _COUNT_RECORDS_MAX_BYTES in total, or not local)."""
+  try:
+    size = sum(tf.io.gfile.stat(f).length for f in files)
+  except tf.errors.OpError:
+    return None
+  if size > _COUNT_RECORDS_MAX_BYTES:
+    return None
+  return int(tf.data.TFRecordDataset(list(files)).reduce(
+      tf.constant(0, tf.int64), lambda count, _: count + 1).numpy())
+
+
+def _training_dataset(strategy: tf.distribute.Strategy, files: Sequence[str],
+                      objective: objectives.Supervised, config: TrainConfig,
+                      global_batch: int, num_epochs: int | None, seed: int, skip_steps: int):
+  """The run's whole input as one distributed dataset: num_epochs passes (None: forever),
+  starting after the first skip_steps batches."""
   # The starter trained on the final smaller batch too; TPUs need static shapes.
   drop_remainder = isinstance(strategy, tf.distribute.TPUStrategy)
+  reader = objective.reader_config()
 
   def dataset_fn(ctx: tf.distribute.InputContext):
     shard_files = list(files)
@@ -296,22 +221,52 @@ def _training_dataset(strategy, files, reader, config: TrainConfig, global_batch
         shard_files = shard_files[ctx.input_pipeline_id::ctx.num_input_pipelines]
       else:
         shard = (ctx.num_input_pipelines, ctx.input_pipeline_id)
+    per_replica = ctx.get_per_replica_batch_size(global_batch)
+    # This pipeline feeds replicas / pipelines replicas a batch each per step.
+    per_step = per_replica * (strategy.num_replicas_in_sync // ctx.num_input_pipelines)
     ds = readers.build_dataset(
-        shard_files, reader, ctx.get_per_replica_batch_size(global_batch), training=True,
-        num_epochs=None if repeat else 1, shuffle_buffer=config.shuffle_buffer,
-        num_readers=config.num_readers, drop_remainder=drop_remainder, seed=config.seed,
-        shard=shard)
-    # Strings cannot go to accelerators; the step needs only these.
-    keys = _STEP_KEYS + (_TEACHER_KEYS if reader.teacher_frames else ())
-    if teacher_cache is not None:
-      return ds.map(lambda b: {**{k: b[k] for k in keys + ("frame_indices",)},
-                               **teacher_cache.lookup(b["video_ids"])})
-    return ds.map(lambda b: {k: b[k] for k in keys})
+        shard_files, reader, per_replica, training=True, num_epochs=num_epochs,
+        shuffle_buffer=config.shuffle_buffer, num_readers=config.num_readers,
+        drop_remainder=drop_remainder, seed=seed, shard=shard,
+        skip_records=skip_steps * per_step)
+    return ds.map(objective.step_inputs)
 
   return strategy.distribute_datasets_from_function(dataset_fn)
 
 
 # ----------------------------------------------------------------------------------- loop
+
+
+def _restore_training(objects: dict, data_seed: tf.Variable, path: str) -> None:
+  """Restores weights and optimizer (each must be in the checkpoint) and the data seed
+  (checkpoints of earlier versions hold none: the run keeps the seed its flags give)."""
+  try:
+    building.restore(path, **objects)
+  except building.CheckpointError as e:
+    raise TrainError(str(e)) from None
+  if tf.train.load_checkpoint(path).has_tensor("data_seed/.ATTRIBUTES/VARIABLE_VALUE"):
+    tf.train.Checkpoint(data_seed=data_seed).restore(path).expect_partial()
+  else:
+    logging.warning("%s holds no input position (written by an earlier version): the data "
+                    "order restarts.", path)
+
+
+def _format_duration(seconds: float) -> str:
+  seconds = int(round(seconds))
+  hours, rest = divmod(seconds, 3600)
+  return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
+
+
+def _prepare_dir(train_dir: str) -> None:
+  try:
+    tf.io.gfile.makedirs(train_dir)
+    probe = os.path.join(train_dir, f".yt8m-write-test-{os.getpid()}")
+    with tf.io.gfile.GFile(probe, "w") as f:
+      f.write("ok")
+    tf.io.gfile.remove(probe)
+  except (tf.errors.OpError, OSError) as e:
+    message = getattr(e, "message", str(e)).splitlines()[0]
+    raise TrainError(f"--train_dir {train_dir} is not writable: {message}") from None
 
 
 def train(run: run_config_lib.RunConfig, train_files: Sequence[str], config: TrainConfig,
@@ -320,6 +275,17 @@ def train(run: run_config_lib.RunConfig, train_files: Sequence[str], config: Tra
   losses and the trained model."""
   strategy = strategy or make_strategy()
   chief = is_chief(strategy)
+  if chief:
+    _prepare_dir(config.train_dir)
+  try:
+    with train_dir_lib.locked(config.train_dir) if chief else contextlib.nullcontext():
+      return _train(run, train_files, config, strategy, chief)
+  except train_dir_lib.TrainDirError as e:
+    raise TrainError(str(e)) from None
+
+
+def _train(run: run_config_lib.RunConfig, train_files: Sequence[str], config: TrainConfig,
+           strategy: tf.distribute.Strategy, chief: bool) -> dict:
   multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
   if multi_worker and not config.max_steps:
     raise TrainError("multi-worker training needs --max_steps (workers must run the same "
@@ -334,227 +300,269 @@ def train(run: run_config_lib.RunConfig, train_files: Sequence[str], config: Tra
 
   # Non-chief workers write their (required) checkpoints to a private scratch directory.
   work_dir = config.train_dir if chief else tempfile.mkdtemp(prefix="yt8m-worker-")
+  events_before = train_dir_lib.listing(config.train_dir)
   if chief:
-    prepare_train_dir(config.train_dir, config.start_new_model)
+    train_dir_lib.remove_stale_temporaries(config.train_dir)
+    if config.start_new_model:
+      train_dir_lib.start_new(config.train_dir)
+    trained_with = train_dir_lib.read_manifest(config.train_dir).get("optimizer")
+    if trained_with and trained_with != config.optimizer:
+      raise TrainError(f"--optimizer={config.optimizer}, but the run in {config.train_dir} "
+                       f"was trained with {trained_with} (its state cannot carry over): "
+                       f"resume with --optimizer={trained_with}, or pass --start_new_model")
     run_config_lib.save_or_check(config.train_dir, run)
+    train_dir_lib.record(config.train_dir, [run_config_lib.MODEL_FLAGS_FILE],
+                         optimizer=config.optimizer)
 
-  teacher_run = run.teacher
-  parallel = bool(teacher_run) and run.distillation["mode"] == "parallel"
-  weights = distill.LossWeights(**{k: run.distillation[k] for k in (
-      "ce_weight", "rep_weight", "pred_weight", "intermediate_weight", "pred_loss")}
-                                ) if teacher_run else distill.LossWeights()
-  cached = bool(teacher_run) and not parallel and config.cache_teacher
-  reader = run.reader_config()
-  if teacher_run and not cached and reader.selects_in_reader:
-    reader = dataclasses.replace(reader, teacher_frames=True)
-  loss_fn = losses.build_loss(run.label_loss)
+  objective = objectives.make_objective(run, config.regularization_penalty, replicas,
+                                        config.cache_teacher)
   schedule = StarterDecay(config.base_learning_rate, config.learning_rate_decay,
                           config.learning_rate_decay_examples, global_batch)
-  share_head = bool(teacher_run) and run.distillation.get("share_head", False)
   with strategy.scope():
-    model = build_model(run)
-    teacher = build_model(teacher_run) if teacher_run else None
-    if teacher is not None and not parallel:
-      teacher.trainable = False  # serial: frozen; student losses reach it through stop_gradient
-    if teacher is not None and weights.rep_weight:
-      sizes = [dummy_outputs(m, r)["representation"].shape[-1]
-               for m, r in ((teacher, teacher_run), (model, run))]
-      if sizes[0] != sizes[1]:
-        raise ValueError(f"--rep_weight: the teacher's representation has {sizes[0]} values, "
-                         f"the student's {sizes[1]}; L_rep needs one family and size")
-    if share_head:
-      check_same_head(teacher, model)
-      model.classifier.trainable = False  # it mirrors the teacher's (see mirror_head below)
-    # Parallel: one optimizer over both; the teacher's gradient comes from its own label loss
-    # only, because the student's terms see the teacher through tf.stop_gradient.
-    variables = model.trainable_variables + (teacher.trainable_variables if parallel else [])
+    objective.build()
+    variables = objective.trainable_variables
     optimizer = make_optimizer(config.optimizer, schedule)
     optimizer.build(variables)
-    epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
-    objects = dict(model=model, optimizer=optimizer, epoch=epoch)
-    if parallel:
-      objects["teacher"] = teacher
-    checkpoint = tf.train.Checkpoint(**objects)
+    seed = config.seed if config.seed is not None else random.randrange(2**31)
+    data_seed = tf.Variable(seed, dtype=tf.int64, trainable=False, name="data_seed")
+  objects = dict(optimizer=optimizer, **objective.checkpoint_objects())
+  checkpoint = tf.train.Checkpoint(data_seed=data_seed, **objects)
   manager = tf.train.CheckpointManager(checkpoint, work_dir, max_to_keep=config.keep_checkpoints,
-                                       checkpoint_name=CHECKPOINT_NAME)
-  if teacher is not None and not parallel:
-    teacher_checkpoint = run.distillation["teacher_checkpoint"]
-    logging.info("Teacher (frozen): %s", teacher_checkpoint)
-    tf.train.Checkpoint(model=teacher).restore(
-        teacher_checkpoint).assert_existing_objects_matched().expect_partial()
-  teacher_cache = None
-  if cached:
-    start = time.perf_counter()
-    teacher_cache = TeacherCache(teacher, teacher_run, train_files)
-    logging.info("Cached the frozen teacher's outputs for %d videos in %.1f s.",
-                 teacher_cache.num_videos, time.perf_counter() - start)
-  dataset = _training_dataset(strategy, train_files, reader, config, global_batch,
-                              repeat=multi_worker, teacher_cache=teacher_cache)
-  # The paper's shared output layer: the student classifies with the teacher's head (copied
-  # once from a frozen teacher; after every step from a parallel one).
-  head_pairs = list(zip(model.classifier.weights, teacher.classifier.weights)
-                    ) if share_head else []
-
-  def mirror_head():
-    for student_weight, teacher_weight in head_pairs:
-      student_weight.assign(teacher_weight)
-
-  if manager.latest_checkpoint:
-    logging.info("Restoring from %s (the current code and flags are used).",
-                 manager.latest_checkpoint)
-    restore(checkpoint, manager.latest_checkpoint)
+                                       checkpoint_name=building.CHECKPOINT_NAME)
+  objective.prepare(train_files)
+  resume_from = train_dir_lib.checkpoint_to_resume(config.train_dir)
+  if resume_from:
+    logging.info("Restoring from %s (the current code and flags are used).", resume_from)
+    _restore_training(objects, data_seed, resume_from)
   elif config.init_from:
     logging.info("Starting from the model weights of %s.", config.init_from)
-    tf.train.Checkpoint(model=model).restore(
-        config.init_from).assert_existing_objects_matched().expect_partial()
-  mirror_head()
+    building.restore(config.init_from, model=objective.model)
+  objective.after_restore()
   step = int(optimizer.iterations.numpy())
   if config.max_steps and step >= config.max_steps:
     logging.info("Step %d already reaches --max_steps=%d; nothing to do.", step,
                  config.max_steps)
-    return {"step": step, "model": model}
+    return {"step": step, "model": objective.model}
 
-  def label_and_reg(net, out, labels):
-    predictions = tf.cast(out["predictions"], tf.float32)
-    # Mean over the global batch as it is (a final batch may be smaller): each replica's
-    # share, so that summing over replicas gives the mean.
-    per_example = loss_fn(predictions=predictions, labels=labels)
-    label_loss = tf.nn.compute_average_loss(per_example)
-    reg_loss = tf.add_n(net.losses) if net.losses else tf.constant(0.0)
-    # Every replica holds the same weights: each adds its share of the penalty so that the
-    # summed gradient carries it exactly once.
-    return predictions, per_example, label_loss, tf.cast(reg_loss, tf.float32) / replicas
+  num_epochs = None if multi_worker else config.num_epochs
+  dataset = _training_dataset(strategy, train_files, objective, config, global_batch,
+                              num_epochs, int(data_seed.numpy()), skip_steps=step)
+  iterator = iter(dataset)
+  total_steps = config.max_steps
+  num_videos = None if multi_worker else count_records(train_files)
+  if num_videos is not None:
+    data_steps = math.ceil(num_epochs * num_videos / global_batch)
+    total_steps = min(total_steps, data_steps) if total_steps else data_steps
+  log_names = ("label_loss", "reg_loss", "total_loss") + objective.log_names()
+
+  def loss_and_gradients(batch):
+    with tf.GradientTape() as tape:
+      total, logs, predictions = objective.loss(batch)
+    return tape.gradient(total, variables), logs, predictions
+
+  if config.jit_compile:  # XLA for the model's forward and backward pass
+    loss_and_gradients = tf.function(loss_and_gradients, jit_compile=True)
 
   def replica_step(batch):
-    with tf.GradientTape() as tape:
-      out = model(batch["features"], batch["num_frames"], training=True)
-      predictions, label_per_example, label_loss, reg_share = label_and_reg(
-          model, out, batch["labels"])
-      total = weights.ce_weight * label_loss + config.regularization_penalty * reg_share
-      logs = {"label_loss": label_loss, "reg_loss": reg_share}
-      student_per_example = weights.ce_weight * label_per_example  # (for REINFORCE)
-      if teacher is not None:
-        if cached:
-          teacher_out = {k: batch[f"teacher_{k}"] for k in TeacherCache.KEYS
-                         if f"teacher_{k}" in batch}
-        elif "teacher_features" in batch:
-          teacher_out = teacher(batch["teacher_features"], batch["teacher_num_frames"],
-                                training=parallel)
-        else:  # a learned selection reads every frame anyway
-          teacher_out = teacher(batch["features"], batch["num_frames"], training=parallel)
-        # A learned selection reports the frames it picked; otherwise the reader's.
-        frame_indices = out.get("frame_indices", batch.get("frame_indices"))
-        terms = distill.student_terms(teacher_out, out, frame_indices, weights,
-                                      getattr(model, "hrnn_block_frames", None),
-                                      getattr(teacher, "hrnn_block_frames", None))
-        for name, per_example in terms.items():
-          weight = getattr(weights, name.replace("_loss", "_weight"))
-          logs[name] = tf.nn.compute_average_loss(per_example)
-          total += weight * logs[name]
-          student_per_example += weight * per_example
-        if parallel:
-          _, _, teacher_label, teacher_reg = label_and_reg(teacher, teacher_out,
-                                                           batch["labels"])
-          total += teacher_label + config.regularization_penalty * teacher_reg
-          logs["teacher/label_loss"] = teacher_label
-      if "selection_log_prob" in out:
-        # REINFORCE for the frame selector: picks whose student loss beats the batch mean
-        # become more likely (the mean is the variance-reducing baseline).
-        advantage = tf.stop_gradient(student_per_example -
-                                     tf.reduce_mean(student_per_example))
-        logs["selector_loss"] = tf.nn.compute_average_loss(
-            advantage * out["selection_log_prob"])
-        total += logs["selector_loss"]
-      logs["total_loss"] = total
-    grads = tape.gradient(total, variables)
+    grads, logs, predictions = loss_and_gradients(batch)
     grads = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, grads)
     if config.clip_gradient_norm > 0:  # per tensor, as the starter
       grads = [tf.clip_by_norm(g, config.clip_gradient_norm) for g in grads]
     optimizer.apply(grads, variables)
-    return {**logs, "predictions": predictions, "labels": batch["labels"],
-            "batch_size": tf.shape(batch["labels"])[0]}
+    return ({k: logs[k] for k in log_names}, predictions, batch["labels"],
+            tf.shape(batch["labels"])[0])
 
-  def make_step(with_outputs):
+  def distributed_step(batch):
+    logs, predictions, labels, size = strategy.run(replica_step, args=(batch,))
+    objective.after_update()
+    logs = {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
+            for k, v in logs.items()}
+    size = strategy.reduce(tf.distribute.ReduceOp.SUM, size, axis=None)
+    finite = tf.math.is_finite(logs["label_loss"]) & tf.math.is_finite(logs["reg_loss"])
+    return logs, predictions, labels, size, finite
 
-    @tf.function
-    def step_fn(batch):
-      out = strategy.run(replica_step, args=(batch,))
-      if parallel:
-        mirror_head()  # after the update, in cross-replica context: every replica's copy
-      result = {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
-                for k, v in out.items() if k not in ("predictions", "labels")}
-      if with_outputs:
-        result["predictions"] = strategy.gather(out["predictions"], axis=0)
-        result["labels"] = strategy.gather(out["labels"], axis=0)
-      return result
+  @tf.function
+  def one_step(batch):
+    logs, _, _, size, finite = distributed_step(batch)
+    return logs, size, finite
 
-    return step_fn
+  @tf.function
+  def step_with_outputs(batch):
+    logs, predictions, labels, size, finite = distributed_step(batch)
+    return (logs, size, finite, strategy.gather(predictions, axis=0),
+            strategy.gather(labels, axis=0))
 
-  train_step, train_step_with_outputs = make_step(False), make_step(True)
-  writer = (tf.summary.create_file_writer(config.train_dir) if chief
-            else tf.summary.create_noop_writer())
-  if chief and config.hparams:
-    with writer.as_default():
-      hparams_api.hparams({k: v for k, v in config.hparams.items()
-                           if isinstance(v, (bool, int, float, str))})
+  @tf.function
+  def run_steps(iterator, num_steps):
+    """Up to num_steps steps in one call; stops early at the end of the data. Returns the
+    steps done, the finite steps before the first non-finite loss, the examples, and the
+    last step's logs."""
+    done = tf.constant(0)
+    finite_steps = tf.constant(0)
+    all_finite = tf.constant(True)
+    examples = tf.constant(0)
+    logs = {k: tf.constant(0.0) for k in log_names}
+    for _ in tf.range(num_steps):
+      optional = iterator.get_next_as_optional()
+      if not optional.has_value():
+        break
+      logs, _, _, size, finite = distributed_step(optional.get_value())
+      all_finite = all_finite & finite
+      finite_steps += tf.cast(all_finite, tf.int32)
+      examples += size
+      done += 1
+    return done, finite_steps, examples, logs
 
-  logging.info("Entering training loop at step %d.", step)
-  num_epochs = config.num_epochs if not multi_worker else 1
-  result = {"step": step, "model": model}
-  last_saved = step
-  done = False
-  while int(epoch.numpy()) < num_epochs and not done:
-    for batch in dataset:
-      with_metrics = (step + 1) % config.metrics_every == 0
-      start = time.perf_counter()
-      out = (train_step_with_outputs if with_metrics else train_step)(batch)
-      label_loss = float(out["label_loss"])
-      reg_loss = float(out["reg_loss"])
-      seconds = time.perf_counter() - start
-      step += 1
-      if not math.isfinite(label_loss) or not math.isfinite(reg_loss):
-        raise FloatingPointError(f"the loss became {label_loss} (regularization {reg_loss}) at "
-                                 f"step {step}; lower --base_learning_rate or check the data")
-      examples_per_second = float(out["batch_size"]) / seconds
+  @tf.function
+  def weights_finite():
+    return tf.reduce_all([tf.reduce_all(tf.math.is_finite(v)) for v in variables])
+
+  summary_writers = []
+
+  def writer():
+    """Created at the first summary, so that a run with nothing to do writes nothing."""
+    if not summary_writers:
+      summary_writers.append(tf.summary.create_file_writer(config.train_dir) if chief
+                             else tf.summary.create_noop_writer())
+      if chief and config.hparams:
+        with summary_writers[0].as_default():
+          hparams_api.hparams({k: v for k, v in config.hparams.items()
+                               if isinstance(v, (bool, int, float, str))})
+    return summary_writers[0]
+
+  def save(at_step: int) -> str | None:
+    if not bool(weights_finite()):
+      logging.warning("Not saving step %d: its weights are not finite.", at_step)
+      return None
+    try:
+      path = manager.save(checkpoint_number=at_step)
+    except (tf.errors.OpError, OSError) as e:
+      train_dir_lib.remove_stale_temporaries(work_dir)
+      message = getattr(e, "message", str(e)).splitlines()[0]
+      raise TrainError(f"saving checkpoint {at_step} in {work_dir} failed: {message}") from None
+    if chief:
+      written = [n for n in tf.io.gfile.listdir(work_dir)
+                 if n.startswith(f"{building.CHECKPOINT_NAME}-{at_step}.")]
+      writer().flush()
+      events = train_dir_lib.new_event_files(config.train_dir, events_before)
+      train_dir_lib.record(config.train_dir, written + events + ["checkpoint"])
+    return path
+
+  def stop_on_non_finite(loss: float, at_step: int, unconfirmed: str | None) -> None:
+    # A checkpoint saved just before the first bad step may hold weights that only look
+    # finite (e.g. 1e30): its next loss was not, so it is not kept as the last good one.
+    if unconfirmed and manager.checkpoints and manager.checkpoints[-1] == unconfirmed:
+      kept = [p for p in manager.checkpoints if p != unconfirmed]
+      for name in tf.io.gfile.glob(unconfirmed + ".*"):
+        tf.io.gfile.remove(name)
+      if kept:
+        tf.compat.v1.train.update_checkpoint_state(work_dir, kept[-1],
+                                                   all_model_checkpoint_paths=kept)
+      else:
+        tf.io.gfile.remove(os.path.join(work_dir, "checkpoint"))
+      logging.warning("Removed %s: the step after it diverged.", unconfirmed)
+      good = kept[-1] if kept else None
+    else:
+      good = manager.latest_checkpoint
+    raise FloatingPointError(
+        f"the loss became {loss} at step {at_step}; lower --base_learning_rate or check the "
+        f"data. Nothing was saved after it; the last good checkpoint is "
+        f"{good or 'none (the run saved none)'}")
+
+  logging.info("Entering training loop at step %d%s.", step,
+               f" of {total_steps}" if total_steps else "")
+  result = {"step": step, "model": objective.model}
+  first_step, last_saved, unconfirmed = step, step, None
+  start_time = time.perf_counter()
+  with readers.data_errors(train_files, run.frame_features):
+    while not (config.max_steps and step >= config.max_steps):
+      # Run to the next step that logs, measures, checkpoints or ends, in one call.
+      bounds = [step + config.steps_per_execution]
+      bounds += [(step // every + 1) * every
+                 for every in (config.log_every, config.metrics_every, config.checkpoint_steps)]
+      if config.max_steps:
+        bounds.append(config.max_steps)
+      target = min(bounds)
+      with_metrics = target % config.metrics_every == 0
+      chunk_start = time.perf_counter()
+      done, finite_steps, examples = 0, 0, 0
+      predictions = labels = None
+      plain_steps = target - step - with_metrics
+      if plain_steps == 1:  # no loop in the graph: much faster to trace for recurrent models
+        batch = next(iterator, None)
+        if batch is not None:
+          logs, size, finite = one_step(batch)
+          done, finite_steps, examples = 1, int(bool(finite)), int(size)
+      elif plain_steps > 1:
+        done, finite_steps, examples, logs = (
+            int(x) if i < 3 else x for i, x in enumerate(run_steps(
+                iterator, tf.constant(plain_steps))))
+      if with_metrics and done == target - step - 1:
+        batch = next(iterator, None)
+        if batch is not None:
+          logs, size, finite, predictions, labels = step_with_outputs(batch)
+          finite_steps += int(done == finite_steps and bool(finite))
+          done += 1
+          examples += int(size)
+      if done == 0:
+        break  # the data is used up
+      label_loss, reg_loss = float(logs["label_loss"]), float(logs["reg_loss"])
+      if finite_steps < done:
+        stop_on_non_finite(label_loss if not math.isfinite(label_loss) else reg_loss,
+                           step + finite_steps + 1,
+                           unconfirmed if finite_steps == 0 else None)
+      step += done
+      unconfirmed = None
+      seconds = time.perf_counter() - chunk_start
+      examples_per_second = examples / seconds
+      terms = {k: float(v) for k, v in logs.items()
+               if k not in ("label_loss", "reg_loss", "total_loss")}
       line = (f"training step {step} | Loss: {label_loss:.2f} "
               f"Examples/sec: {examples_per_second:.2f}")
-      terms = {k: float(v) for k, v in out.items()
-               if k.endswith("_loss") and k not in ("label_loss", "reg_loss")}
-      if teacher is not None or "selector_loss" in terms:
+      if terms:
         line += " | " + " ".join(f"{k}: {v:.3f}" for k, v in terms.items())
-      with writer.as_default(step=step):
-        tf.summary.scalar("learning_rate", schedule(step - 1))
-        tf.summary.scalar("label_loss", label_loss)
-        if config.regularization_penalty != 0:
-          tf.summary.scalar("reg_loss", reg_loss)
-        for name, value in terms.items():
-          tf.summary.scalar(name, value)
-        if with_metrics:
-          batch_metrics = metrics.EvaluationMetrics(run.num_classes)
-          batch_metrics.accumulate(out["predictions"].numpy(), out["labels"].numpy())
-          m = batch_metrics.get()
-          line += f" | Hit@1: {m['hit_at_one']:.2f} PERR: {m['perr']:.2f} GAP: {m['gap']:.2f}"
-          tf.summary.scalar("model/Training_Hit@1", m["hit_at_one"])
-          tf.summary.scalar("model/Training_Perr", m["perr"])
-          tf.summary.scalar("model/Training_GAP", m["gap"])
-          tf.summary.scalar("global_step/Examples/Second", examples_per_second)
-      if chief and (step % config.log_every == 0 or with_metrics):
-        progress = (f"{100 * step / config.max_steps:.0f}% of {config.max_steps} steps"
-                    if config.max_steps else f"epoch {int(epoch.numpy()) + 1}/{num_epochs}")
+      is_log_step = step % config.log_every == 0 or predictions is not None
+      if is_log_step:
+        with writer().as_default(step=step):
+          tf.summary.scalar("learning_rate", schedule(step - 1))
+          tf.summary.scalar("label_loss", label_loss)
+          if config.regularization_penalty != 0:
+            tf.summary.scalar("reg_loss", reg_loss)
+          for name, value in terms.items():
+            tf.summary.scalar(name, value)
+          if predictions is not None:
+            batch_metrics = metrics.EvaluationMetrics(run.num_classes)
+            batch_metrics.accumulate(predictions.numpy(), labels.numpy())
+            m = batch_metrics.get()
+            line += (f" | Hit@1: {m['hit_at_one']:.2f} PERR: {m['perr']:.2f} "
+                     f"GAP: {m['gap']:.2f}")
+            tf.summary.scalar("model/Training_Hit@1", m["hit_at_one"])
+            tf.summary.scalar("model/Training_Perr", m["perr"])
+            tf.summary.scalar("model/Training_GAP", m["gap"])
+            tf.summary.scalar("global_step/Examples/Second", examples_per_second)
+      if chief and is_log_step:
+        progress = f"step {step}"
+        if total_steps:
+          elapsed = time.perf_counter() - start_time
+          eta = elapsed / (step - first_step) * max(total_steps - step, 0)
+          progress = (f"{100 * step / total_steps:.0f}% of {total_steps} steps, "
+                      f"ETA {_format_duration(eta)}")
+        if num_videos:
+          progress += f" | epoch {min(step * global_batch // num_videos + 1, num_epochs)}" \
+                      f"/{num_epochs}"
         logging.info("%s | %s", line, progress)
       if step % config.checkpoint_steps == 0:
-        manager.save(checkpoint_number=step)
+        unconfirmed = save(step)
         last_saved = step
-      result = {"step": step, "label_loss": label_loss, "reg_loss": reg_loss, "model": model}
-      if config.max_steps and step >= config.max_steps:
-        done = True
-        break
-    else:
-      epoch.assign_add(1)
+      result = {"step": step, "label_loss": label_loss, "reg_loss": reg_loss,
+                "model": objective.model}
   if step != last_saved:
-    manager.save(checkpoint_number=step)
-  writer.flush()
+    save(step)
+  for summary_writer in summary_writers:
+    summary_writer.flush()
   if chief:
+    train_dir_lib.record(config.train_dir,
+                         train_dir_lib.new_event_files(config.train_dir, events_before))
     logging.info("Done training at step %d; checkpoint %s.", step, manager.latest_checkpoint)
   else:
     tf.io.gfile.rmtree(work_dir)

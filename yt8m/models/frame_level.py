@@ -118,11 +118,8 @@ class DbofModel(layers.HparamsConfig, keras.Model):
                                                    layers.POOLING_METHODS)
     self.dbof_activation = layers.check_choice("dbof_activation", dbof_activation,
                                                tuple(DBOF_ACTIVATIONS))
-    self.video_level_classifier_model = layers.check_choice(
-        "video_level_classifier_model", video_level_classifier_model,
-        tuple(video_level.CLASSIFIERS))
-    self.moe_num_mixtures = layers.check_int("moe_num_mixtures", moe_num_mixtures)
-    self.l2_penalty = layers.check_penalty("l2_penalty", l2_penalty)
+    video_level.set_classifier_hparams(self, video_level_classifier_model, moe_num_mixtures,
+                                       l2_penalty)
     self.classifier = video_level.build_classifier(
         video_level_classifier_model, num_classes, l2_penalty=self.l2_penalty,
         moe_num_mixtures=self.moe_num_mixtures, name="classifier")
@@ -233,11 +230,8 @@ class LstmModel(layers.HparamsConfig, keras.Model):
     self.num_classes = layers.check_int("num_classes", num_classes)
     self.lstm_cells = layers.check_int("lstm_cells", lstm_cells)
     self.lstm_layers = layers.check_int("lstm_layers", lstm_layers)
-    self.video_level_classifier_model = layers.check_choice(
-        "video_level_classifier_model", video_level_classifier_model,
-        tuple(video_level.CLASSIFIERS))
-    self.moe_num_mixtures = layers.check_int("moe_num_mixtures", moe_num_mixtures)
-    self.l2_penalty = layers.check_penalty("l2_penalty", l2_penalty)
+    video_level.set_classifier_hparams(self, video_level_classifier_model, moe_num_mixtures,
+                                       l2_penalty)
     # Lower layers hand their whole sequence up; the top one returns its last real-frame h.
     # One attribute per layer: tf.train.Checkpoint does not see into a Python list held by
     # a Keras 3 layer, so a list would leave the LSTM weights out of every checkpoint.

@@ -111,11 +111,8 @@ class HierarchicalLstmModel(layers.HparamsConfig, keras.Model):
     self.lstm_cells = layers.check_int("lstm_cells", lstm_cells)
     self.lstm_layers = layers.check_int("lstm_layers", lstm_layers)
     self.hrnn_block_frames = layers.check_int("hrnn_block_frames", hrnn_block_frames)
-    self.video_level_classifier_model = layers.check_choice(
-        "video_level_classifier_model", video_level_classifier_model,
-        tuple(video_level.CLASSIFIERS))
-    self.moe_num_mixtures = layers.check_int("moe_num_mixtures", moe_num_mixtures)
-    self.l2_penalty = layers.check_penalty("l2_penalty", l2_penalty)
+    video_level.set_classifier_hparams(self, video_level_classifier_model, moe_num_mixtures,
+                                       l2_penalty)
     # One attribute per layer: tf.train.Checkpoint does not see into a Python list held by a
     # Keras 3 layer. Every layer returns its final state; lower layers also their sequence.
     for stack in ("lower", "upper"):
@@ -315,11 +312,8 @@ class NetVladModel(layers.HparamsConfig, keras.Model):
     self.netvlad_relu = layers.check_bool("netvlad_relu", netvlad_relu)
     self.gating = layers.check_bool("gating", gating)
     self.moe_prob_gating = layers.check_bool("moe_prob_gating", moe_prob_gating)
-    self.video_level_classifier_model = layers.check_choice(
-        "video_level_classifier_model", video_level_classifier_model,
-        tuple(video_level.CLASSIFIERS))
-    self.moe_num_mixtures = layers.check_int("moe_num_mixtures", moe_num_mixtures)
-    self.l2_penalty = layers.check_penalty("l2_penalty", l2_penalty)
+    video_level.set_classifier_hparams(self, video_level_classifier_model, moe_num_mixtures,
+                                       l2_penalty)
 
     bn = self.netvlad_add_batch_norm
     hidden_bn = bn and self.netvlad_relu
@@ -541,11 +535,8 @@ class NeXtVladModel(layers.HparamsConfig, keras.Model):
       raise ValueError(f"groups must divide expansion * rgb_size ({expansion * rgb_size}), got "
                        f"{groups!r}")
     self.drop_rate = _check_rate("drop_rate", drop_rate)
-    self.video_level_classifier_model = layers.check_choice(
-        "video_level_classifier_model", video_level_classifier_model,
-        tuple(video_level.CLASSIFIERS))
-    self.moe_num_mixtures = layers.check_int("moe_num_mixtures", moe_num_mixtures)
-    self.l2_penalty = layers.check_penalty("l2_penalty", l2_penalty)
+    video_level.set_classifier_hparams(self, video_level_classifier_model, moe_num_mixtures,
+                                       l2_penalty)
 
     hidden_size = nextvlad_hidden_size
     self.dropout = keras.layers.Dropout(self.drop_rate, name="vlad_dropout")

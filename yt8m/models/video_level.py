@@ -131,6 +131,15 @@ class MoeModel(keras.Model):
 CLASSIFIERS = {"LogisticModel": LogisticModel, "MoeModel": MoeModel}
 
 
+def set_classifier_hparams(model, video_level_classifier_model: str, moe_num_mixtures: int,
+                           l2_penalty: float) -> None:
+  """Checks and sets the hyper-parameters of a frame-level model's video-level head."""
+  model.video_level_classifier_model = layers.check_choice(
+      "video_level_classifier_model", video_level_classifier_model, tuple(CLASSIFIERS))
+  model.moe_num_mixtures = layers.check_int("moe_num_mixtures", moe_num_mixtures)
+  model.l2_penalty = layers.check_penalty("l2_penalty", l2_penalty)
+
+
 def build_classifier(name: str, num_classes: int, /, *, l2_penalty: float,
                      moe_num_mixtures: int, **kwargs) -> keras.Model:
   """The head of a frame-level model, chosen by registry name (video_level_classifier_model).
