@@ -47,3 +47,13 @@ def test_write_histograms_of_every_weight(tmp_path):
   sizes["model/input_raw"] = 2 * 6 * 1152
   for tag, (step, counts) in found.items():
     assert step == 7 and counts.sum() == sizes[tag]  # every element is counted once
+
+
+def test_buckets_match_tensorboard():
+  from tensorboard.plugins.histogram import summary_v2
+  values = tf.random.normal([1000], seed=1)
+  for data in (values, tf.fill([7], 2.5), tf.zeros([0])):
+    ours = summaries.histogram_buckets(data).numpy()
+    theirs = summary_v2._buckets(tf.cast(data, tf.float64)).numpy()
+    np.testing.assert_allclose(ours[:, :2], theirs[:, :2], rtol=1e-6)
+    assert np.abs(ours[:, 2] - theirs[:, 2]).sum() <= 2  # a value on an edge may move over
