@@ -220,6 +220,15 @@ def test_bad_rows_are_named(tmp_path, line, why):
   assert sub.rows == {1: ["b:0"]} and len(sub.warnings) == 1
 
 
+def test_bytes_that_are_not_utf8(tmp_path):
+  path = tmp_path / "seg.csv"
+  path.write_bytes(b"Class,Segments\n1,b:0\n2,caf\xe9:0\n")
+  with pytest.raises(submission.SubmissionError, match="line 3: not UTF-8 text"):
+    segment_scoring.read_segment_csv(str(path), num_classes=10)
+  sub = segment_scoring.read_segment_csv(str(path), num_classes=10, skip_bad_rows=True)
+  assert sub.rows == {1: ["b:0"]} and len(sub.warnings) == 1
+
+
 def test_wrong_header(tmp_path):
   path = write_csv(tmp_path, [], header=submission.HEADER)
   assert not segment_scoring.is_segment_csv(path)

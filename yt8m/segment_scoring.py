@@ -38,8 +38,8 @@ def read_header(path: str) -> str:
   """The first line of a file (without BOM and line end); "" if the file does not exist."""
   if not tf.io.gfile.exists(path):
     return ""
-  with tf.io.gfile.GFile(path, "r") as f:
-    return f.readline().strip().lstrip("\ufeff")
+  with tf.io.gfile.GFile(path, "rb") as f:
+    return f.readline().decode("utf-8", "replace").strip().lstrip("\ufeff")
 
 
 def is_segment_csv(path: str) -> bool:
@@ -67,14 +67,18 @@ def read_segment_csv(path: str, num_classes: int,
       raise submission.SubmissionError(message + " (--skip_bad_rows skips such rows)")
     warnings.append(message)
 
-  with tf.io.gfile.GFile(path, "r") as f:
-    header = f.readline().strip().lstrip("\ufeff")
+  with tf.io.gfile.GFile(path, "rb") as f:
+    header = f.readline().decode("utf-8", "replace").strip().lstrip("\ufeff")
     if header != submission.SEGMENT_HEADER:
       raise submission.SubmissionError(
           f"{path}: line 1: expected the header {submission.SEGMENT_HEADER!r}, got "
           f"{header[:80]!r}")
-    for number, line in enumerate(f, start=2):
-      line = line.strip()
+    for number, raw in enumerate(f, start=2):
+      try:
+        line = raw.decode("utf-8").strip()
+      except UnicodeDecodeError:
+        bad(number, "not UTF-8 text")
+        continue
       if not line:
         continue
       class_text, comma, segments_text = line.partition(",")
