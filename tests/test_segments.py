@@ -1,5 +1,6 @@
 """2019 segments end to end: the generator's ratings, the Class,Segments scorer and its metric."""
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -109,6 +110,16 @@ def test_ratings_do_not_change_the_videos(tmp_path):
     assert ex.SerializeToString(deterministic=True) == synthetic.serialize_video(plain)
     same += 1
   assert same >= 4
+
+
+def test_a_video_shorter_than_a_segment_has_no_ratings():
+  world = synthetic.build_world(0, 100)
+  video = synthetic.make_video(world, synthetic.video_rng(1, "x", 0), "v", 30)
+  short = dataclasses.replace(video, features=video.features[:4], shot_starts=np.array([0]),
+                              shot_visible=np.ones((1, video.labels.size), bool),
+                              shot_kind=np.array([0]))
+  labels, starts, scores = synthetic.rate_segments(short, np.random.default_rng(0))
+  assert labels.size == starts.size == scores.size == 0
 
 
 def test_segment_label_ids_file_needs_segment_ratings(tmp_path):

@@ -457,7 +457,8 @@ def rate_segments(video: Video, rng: np.random.Generator, classes: np.ndarray | 
   """
   size = readers.SEGMENT_SIZE
   count = min(video.num_frames, max_frames) // size
-  shown = video.shot_visible[video.frame_shot()[:count * size]].reshape(count, size, -1)
+  shown = video.shot_visible[video.frame_shot()[:count * size]].reshape(
+      count, size, video.labels.size)
   everywhere, nowhere = shown.all(axis=1), ~shown.any(axis=1)  # (segments, labels)
   labels, starts, scores = [], [], []
   for j, label in enumerate(video.labels.tolist()):
@@ -626,7 +627,7 @@ def generate(output_dir: str, num_videos: int, seed: int, from_video_level: str 
 
   lengths = np.zeros(num_videos, np.int64)
   label_counts = np.zeros(num_classes, np.int64)
-  rating_counts = np.zeros(3, np.int64)  # redrawn videos, rated segments, positives
+  rating_counts = np.zeros(3, np.int64)  # discarded draws, rated segments, positives
   for shard, path in enumerate(paths):
     lo, hi = shard * num_videos // num_shards, (shard + 1) * num_videos // num_shards
     tmp = _tmp_name(path)
@@ -681,7 +682,7 @@ def generate(output_dir: str, num_videos: int, seed: int, from_video_level: str 
       "segment_size": readers.SEGMENT_SIZE, "max_positives_per_label": SEGMENT_POSITIVES,
       "max_negatives_per_label": SEGMENT_NEGATIVES,
       "num_rated_classes": None if rated_classes is None else int(rated_classes.size),
-      "num_videos_redrawn": int(rating_counts[0]), "num_rated_segments": int(rating_counts[1]),
+      "num_draws_discarded": int(rating_counts[0]), "num_rated_segments": int(rating_counts[1]),
       "num_positive_ratings": int(rating_counts[2])}
   tmp = _tmp_name(manifest)
   with open(tmp, "w", encoding="utf-8") as f:
