@@ -10,6 +10,9 @@ Score a Kaggle submission file against labelled TFRecords (video- or frame-level
   python eval.py --submission_file=PRED.csv --eval_data_pattern='DIR/validate*.tfrecord' \
       [--metrics_json=OUT.json] [--num_classes=3862]
 
+A 2019 `Class,Segments` file is scored against segment-rated files with the 2019 metric
+(mAP at 100,000 segments per class; yt8m/segment_scoring.py defines it).
+
 The model, its features and hyper-parameters come from --train_dir/model_flags.json; model
 or feature flags given here must agree with it (they are accepted so that starter command
 lines keep working).
@@ -20,7 +23,7 @@ import sys
 from absl import app, flags, logging
 
 import common_flags
-from yt8m import eval_lib, outputs, readers, run_config, submission
+from yt8m import eval_lib, outputs, readers, run_config, segment_scoring, submission
 
 flags.DEFINE_string("train_dir", "/tmp/yt8m_model/", "The directory to load the model files "
                     "from. The tensorboard metrics files are also saved to this directory.")
@@ -40,8 +43,9 @@ flags.DEFINE_float("eval_timeout_secs", 3600, "Stop after this many seconds with
 flags.DEFINE_string("metrics_json", "", "Also write the metrics (of the last checkpoint "
                     "evaluated) to this JSON file.")
 # Scoring a submission file.
-flags.DEFINE_string("submission_file", "", "A Kaggle CSV (VideoId,LabelConfidencePairs) to "
-                    "score against --eval_data_pattern instead of a checkpoint.")
+flags.DEFINE_string("submission_file", "", "A Kaggle CSV (VideoId,LabelConfidencePairs, or "
+                    "the 2019 Class,Segments) to score against --eval_data_pattern instead of "
+                    "a checkpoint.")
 flags.DEFINE_integer("num_classes", readers.NUM_CLASSES_2018,
                      "Vocabulary size: 3862 (2018+ data) or 4716 (2017 data).")
 flags.DEFINE_bool("skip_bad_rows", False, "Skip malformed or duplicate submission rows "
@@ -68,9 +72,15 @@ def format_metrics(m: dict) -> str:
 
 def score_submission(files) -> dict:
   logging.info("Scoring %s against %d file(s).", FLAGS.submission_file, len(files))
-  sub = submission.read_csv(FLAGS.submission_file, FLAGS.num_classes, FLAGS.skip_bad_rows)
-  result, warnings = submission.score(sub, files, FLAGS.num_classes, FLAGS.top_k,
-                                      FLAGS.batch_size, FLAGS.allow_id_mismatch)
+  if segment_scoring.is_segment_csv(FLAGS.submission_file):
+    sub = segment_scoring.read_segment_csv(FLAGS.submission_file, FLAGS.num_classes,
+                                           FLAGS.skip_bad_rows)
+    ratings = segment_scoring.read_ratings(files, FLAGS.num_classes, FLAGS.batch_size)
+    result, warnings = segment_scoring.score(sub, ratings)
+  else:
+    sub = submission.read_csv(FLAGS.submission_file, FLAGS.num_classes, FLAGS.skip_bad_rows)
+    result, warnings = submission.score(sub, files, FLAGS.num_classes, FLAGS.top_k,
+                                        FLAGS.batch_size, FLAGS.allow_id_mismatch)
   for message in sub.warnings + warnings:
     logging.warning("%s", message)
   if sub.warnings:
@@ -114,11 +124,14 @@ def main(argv):
     files = readers.list_files(FLAGS.eval_data_pattern)
     result = score_submission(files) if FLAGS.submission_file else evaluate_checkpoints(files)
     if FLAGS.metrics_json:
-      outputs.write_metrics_json(FLAGS.metrics_json, result)
+      write = outputs.write_json if "segment_map" in result else outputs.write_metrics_json
+      write(FLAGS.metrics_json, result)
   except (readers.DataError, submission.SubmissionError, run_config.RunConfigError,
           eval_lib.EvalError, FileExistsError, ValueError) as e:
     sys.exit(f"eval.py: error: {e}")
-  if "teacher" in result:
+  if "segment_map" in result:
+    print(segment_scoring.format_metrics(result))
+  elif "teacher" in result:
     print("teacher: " + format_metrics(result["teacher"]))
     print("student: " + format_metrics(result))
   else:

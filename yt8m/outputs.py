@@ -49,6 +49,11 @@ def write_metrics_json(path: str, metrics: dict) -> None:
   values = _metric_values(metrics)
   if "teacher" in metrics:
     values["teacher"] = _metric_values(metrics["teacher"])
+  write_json(path, values)
+
+
+def write_json(path: str, values: dict) -> None:
+  """A JSON object, atomically; it may replace an earlier file with the same first key."""
   text = json.dumps(values, indent=1) + "\n"
   # An earlier metrics file starts the same way (its first key), so it may be replaced.
   with atomic_output(path, signature=text[:text.index(":")]) as f:

@@ -12,6 +12,7 @@ Library entry point: `generate(...)`. Command line:
   python -m yt8m.synthetic --output_dir=DIR --num_videos=N --seed=S
     [--from_video_level=GLOB] [--num_shards=K] [--top_classes=N] [--split=train]
     [--world_seed=0] [--num_classes=3862]
+    [--segment_ratings [--segment_label_ids_file=data/sample/segment_label_ids.csv]]
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ AUDIO_DIM = 128
 FEATURE_DIM = RGB_DIM + AUDIO_DIM
 QUANT_MIN, QUANT_MAX = readers.MIN_QUANTIZED_VALUE, readers.MAX_QUANTIZED_VALUE
 VISIBLE_KEY = "synthetic_visible_labels"
+SEGMENT_KEYS = ("segment_labels", "segment_start_times", "segment_scores")  # 2019 context
 GENERATOR_VERSION = 1
 
 # ----------------------------------------------------------------------------------------------
@@ -83,8 +85,15 @@ BUILTIN_VIDEO_VAR = (0.211, 0.468)  # per-dim variance of mean_rgb / mean_audio,
 BUILTIN_RESIDUAL_VAR = (0.159, 0.339)  # per-dim ridge-residual variance (rgb, audio)
 BUILTIN_RESIDUAL_EIG = (0.9, 0.2)  # residual PCA eigenvalue i (0-based) = 0.9 (i + 1)^-0.2
 
+# 2019 segment ratings (--segment_ratings): per (video, rated label), at most this many
+# 5-frame segments showing the label in every frame (score 1) and showing it in none (0).
+# The real 2019 validation set has 5.0 rated segments per video, mostly for one class.
+SEGMENT_POSITIVES, SEGMENT_NEGATIVES = 3, 2
+SEGMENT_REDRAWS = 1000  # a video with nothing to rate is drawn again, at most this often
+
 _WORLD_TAG = 0x57_4F_52_4C  # separates the world's random stream from the videos'
 _VIDEO_TAG = 0x56_49_44_45
+_SEGMENT_TAG = 0x53_45_47_53
 
 
 # ----------------------------------------------------------------------------------------------
@@ -141,6 +150,12 @@ def _split_key(split: str) -> int:
 def video_rng(seed: int, split: str, index: int) -> np.random.Generator:
   """Independent stream per video: video i does not depend on how many videos come before."""
   return np.random.default_rng(np.random.SeedSequence([_VIDEO_TAG, seed, _split_key(split), index]))
+
+
+def segment_rng(seed: int, split: str, index: int) -> np.random.Generator:
+  """The ratings' own stream: rating a video does not change how it is drawn."""
+  return np.random.default_rng(
+      np.random.SeedSequence([_SEGMENT_TAG, seed, _split_key(split), index]))
 
 
 def _per_dim(rgb_value: float, audio_value: float) -> np.ndarray:
@@ -430,6 +445,37 @@ def make_video(world: World, rng: np.random.Generator, video_id: str,
          shot_visible=visible, shot_kind=kinds)
 
 
+def rate_segments(video: Video, rng: np.random.Generator, classes: np.ndarray | None = None,
+                  max_frames: int = 300) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """2019-style ratings of a video: (segment_labels, segment_start_times, segment_scores).
+
+  Segments start at 0, 5, 10, ... and lie inside the first max_frames frames (what a reader
+  keeps). For each label of the video (only those in `classes`, if given), up to
+  SEGMENT_POSITIVES segments where the label is visible in all 5 frames are rated 1 and up to
+  SEGMENT_NEGATIVES where it is visible in none are rated 0; segments where it is visible in
+  some frames only are not rated. Ordered by label, then start time.
+  """
+  size = readers.SEGMENT_SIZE
+  count = min(video.num_frames, max_frames) // size
+  shown = video.shot_visible[video.frame_shot()[:count * size]].reshape(
+      count, size, video.labels.size)
+  everywhere, nowhere = shown.all(axis=1), ~shown.any(axis=1)  # (segments, labels)
+  labels, starts, scores = [], [], []
+  for j, label in enumerate(video.labels.tolist()):
+    if classes is not None and label not in classes:
+      continue
+    for where, cap, value in ((everywhere, SEGMENT_POSITIVES, 1.0),
+                              (nowhere, SEGMENT_NEGATIVES, 0.0)):
+      candidates = np.flatnonzero(where[:, j])
+      picked = candidates[rng.permutation(candidates.size)[:cap]]
+      labels += [label] * picked.size
+      starts += (picked * size).tolist()
+      scores += [value] * picked.size
+  order = np.lexsort((starts, labels))
+  return (np.array(labels, np.int64)[order], np.array(starts, np.int64)[order],
+          np.array(scores, np.float32)[order])
+
+
 def quantize(x: np.ndarray) -> np.ndarray:
   """The real extractor's 8-bit quantization: round((clip(x, -2, 2) + 2) * 255 / 4)."""
   scale = np.float32(255.0 / (QUANT_MAX - QUANT_MIN))
@@ -438,13 +484,19 @@ def quantize(x: np.ndarray) -> np.ndarray:
   return np.rint(q, out=q).astype(np.uint8)
 
 
-def serialize_video(video: Video) -> bytes:
-  """Real frame-level SequenceExample + the `synthetic_visible_labels` ground-truth list."""
+def serialize_video(video: Video, segments: tuple[np.ndarray, ...] | None = None) -> bytes:
+  """Real frame-level SequenceExample + the `synthetic_visible_labels` ground-truth list;
+  with `segments` (from rate_segments) also the 2019 context lists SEGMENT_KEYS."""
   q = quantize(video.features)
   rgb, audio = q[:, :RGB_DIM], q[:, RGB_DIM:]
   ex = tf.train.SequenceExample()
   ex.context.feature["id"].bytes_list.value.append(video.video_id.encode("utf-8"))
   ex.context.feature["labels"].int64_list.value.extend(video.labels.tolist())
+  if segments is not None:
+    labels, starts, scores = segments
+    ex.context.feature["segment_labels"].int64_list.value.extend(labels.tolist())
+    ex.context.feature["segment_start_times"].int64_list.value.extend(starts.tolist())
+    ex.context.feature["segment_scores"].float_list.value.extend(scores.tolist())
   lists = ex.feature_lists.feature_list
   f_rgb, f_audio, f_vis = lists["rgb"].feature, lists["audio"].feature, lists[VISIBLE_KEY].feature
   shot_labels = [video.labels[row].tolist() for row in video.shot_visible]
@@ -453,6 +505,19 @@ def serialize_video(video: Video) -> bytes:
     f_audio.add().bytes_list.value.append(audio[i].tobytes())
     f_vis.add().int64_list.value.extend(shot_labels[shot])
   return ex.SerializeToString(deterministic=True)  # sorted map keys: byte-identical reruns
+
+
+def _rated_video(world: World, rng: np.random.Generator, name: str, top_classes: int | None,
+                 ratings_rng: np.random.Generator, classes: np.ndarray | None):
+  """(video, its ratings, redraws): the video is drawn again until it has something to rate."""
+  video = make_video(world, rng, name, top_classes)
+  for redraws in range(SEGMENT_REDRAWS):
+    segments = rate_segments(video, ratings_rng, classes)
+    if segments[0].size:
+      return video, segments, redraws
+    video = make_video(world, rng, name, top_classes)
+  raise ValueError(f"no rateable video in {SEGMENT_REDRAWS} draws; do --top_classes and "
+                   "--segment_label_ids_file share any class?")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -498,7 +563,10 @@ def _tmp_name(path: str) -> str:
 
 
 def _validate(output_dir: str, num_videos: int, seed: int, num_shards: int, top_classes: int | None,
-        split: str, world_seed: int, num_classes: int) -> None:
+        split: str, world_seed: int, num_classes: int, segment_ratings: bool,
+        segment_label_ids_file: str | None) -> None:
+  if segment_label_ids_file and not segment_ratings:
+    raise ValueError("--segment_label_ids_file needs --segment_ratings")
   if not output_dir:
     raise ValueError("--output_dir must be set")
   if num_videos <= 0:
@@ -521,14 +589,28 @@ def _validate(output_dir: str, num_videos: int, seed: int, num_shards: int, top_
 
 def generate(output_dir: str, num_videos: int, seed: int, from_video_level: str | None = None,
        num_shards: int = 1, top_classes: int | None = None, split: str = "train",
-       world_seed: int = 0, num_classes: int = 3862) -> list[str]:
+       world_seed: int = 0, num_classes: int = 3862, segment_ratings: bool = False,
+       segment_label_ids_file: str | None = None) -> list[str]:
   """Writes `{split}{shard:04d}.tfrecord` shards + `{split}_manifest.json`; returns shard paths.
 
   Video i goes to shard floor(i * num_shards / num_videos) (contiguous blocks). Same arguments
   give byte-identical files. Raises ValueError on bad arguments or inputs, and
   OutputExistsError (a FileExistsError and ValueError) if any output file already exists.
+
+  segment_ratings: also write the 2019 segment ratings (rate_segments), rating only the
+  classes listed in segment_label_ids_file if given; a video with nothing to rate is drawn
+  again from its own stream (so every video has ratings, as in the real 2019 validation
+  data). Off, the output is exactly what it was without the option.
   """
-  _validate(output_dir, num_videos, seed, num_shards, top_classes, split, world_seed, num_classes)
+  _validate(output_dir, num_videos, seed, num_shards, top_classes, split, world_seed, num_classes,
+            segment_ratings, segment_label_ids_file)
+  rated_classes = None
+  if segment_label_ids_file:
+    from yt8m import inference_lib  # heavy (Keras); only for this option
+    try:
+      rated_classes = inference_lib.read_class_whitelist(segment_label_ids_file)
+    except (FileNotFoundError, ValueError) as e:
+      raise ValueError(str(e)) from None
   paths = shard_paths(output_dir, split, num_shards)
   manifest = manifest_path(output_dir, split)
   if os.path.exists(output_dir) and not os.path.isdir(output_dir):
@@ -545,15 +627,21 @@ def generate(output_dir: str, num_videos: int, seed: int, from_video_level: str 
 
   lengths = np.zeros(num_videos, np.int64)
   label_counts = np.zeros(num_classes, np.int64)
+  rating_counts = np.zeros(3, np.int64)  # discarded draws, rated segments, positives
   for shard, path in enumerate(paths):
     lo, hi = shard * num_videos // num_shards, (shard + 1) * num_videos // num_shards
     tmp = _tmp_name(path)
     try:
       with tf.io.TFRecordWriter(tmp) as writer:
         for i in range(lo, hi):
-          video = make_video(world, video_rng(seed, split, i),
-                     video_id(split, seed, world_seed, i), top_classes)
-          writer.write(serialize_video(video))
+          rng, name = video_rng(seed, split, i), video_id(split, seed, world_seed, i)
+          if segment_ratings:
+            video, segments, redraws = _rated_video(world, rng, name, top_classes,
+                                                    segment_rng(seed, split, i), rated_classes)
+            rating_counts += [redraws, segments[0].size, int(segments[2].sum())]
+          else:
+            video, segments = make_video(world, rng, name, top_classes), None
+          writer.write(serialize_video(video, segments))
           lengths[i] = video.num_frames
           label_counts[video.labels] += 1
     except BaseException:
@@ -587,6 +675,15 @@ def generate(output_dir: str, num_videos: int, seed: int, from_video_level: str 
            "extra_feature_list": VISIBLE_KEY,
            "quantization": "q = round((clip(x, -2, 2) + 2) * 255 / 4)"},
   }
+  if segment_ratings:  # only then: the default manifest stays as it was
+    info["flags"].update(segment_ratings=True, segment_label_ids_file=segment_label_ids_file)
+    info["format"]["context"] += list(SEGMENT_KEYS)
+    info["segment_ratings"] = {
+      "segment_size": readers.SEGMENT_SIZE, "max_positives_per_label": SEGMENT_POSITIVES,
+      "max_negatives_per_label": SEGMENT_NEGATIVES,
+      "num_rated_classes": None if rated_classes is None else int(rated_classes.size),
+      "num_draws_discarded": int(rating_counts[0]), "num_rated_segments": int(rating_counts[1]),
+      "num_positive_ratings": int(rating_counts[2])}
   tmp = _tmp_name(manifest)
   with open(tmp, "w", encoding="utf-8") as f:
     json.dump(info, f, indent=2, sort_keys=True)
@@ -612,6 +709,10 @@ def _define_flags():
   flags.DEFINE_string("split", "train", "File prefix: {split}{shard:04d}.tfrecord.")
   flags.DEFINE_integer("world_seed", 0, "Seed of the world (label directions, visibility).")
   flags.DEFINE_integer("num_classes", 3862, "Class count: 3862 (2018 data) or 4716 (2017).")
+  flags.DEFINE_bool("segment_ratings", False, "Also write 2019 segment ratings (segment_labels, "
+            "segment_start_times, segment_scores) from where labels are visible.")
+  flags.DEFINE_string("segment_label_ids_file", None, "With --segment_ratings: rate only the "
+            "classes of this file (the 2019 segment_label_ids.csv format).")
   for name in ("output_dir", "num_videos", "seed"):
     flags.mark_flag_as_required(name)
   return flags.FLAGS
@@ -627,7 +728,9 @@ def main(argv):
   try:
     paths = generate(f.output_dir, f.num_videos, f.seed, from_video_level=f.from_video_level,
              num_shards=f.num_shards, top_classes=f.top_classes, split=f.split,
-             world_seed=f.world_seed, num_classes=f.num_classes)
+             world_seed=f.world_seed, num_classes=f.num_classes,
+             segment_ratings=f.segment_ratings,
+             segment_label_ids_file=f.segment_label_ids_file)
   except ValueError as e:
     raise app.UsageError(str(e)) from e
   seconds = time.perf_counter() - start
