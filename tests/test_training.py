@@ -57,6 +57,7 @@ def test_checkpoints_logs_and_tensorboard(video_run):
     assert tag in tags, tag
   assert len(events.Tensors("label_loss")) == 12
   assert len(events.Tensors("model/Training_GAP")) == 1  # every 10 steps
+  assert any(tag.startswith("tower/") for tag in tags)  # the starter's weight histograms
   # The hparams plugin holds the run's flags (its session-start summary).
   assert events.PluginTagToContent("hparams")
 

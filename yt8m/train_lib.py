@@ -33,7 +33,7 @@ import tensorflow as tf
 from absl import logging
 from tensorboard.plugins.hparams import api as hparams_api
 
-from yt8m import building, metrics, objectives, readers
+from yt8m import building, metrics, objectives, readers, summaries
 from yt8m import run_config as run_config_lib
 from yt8m import train_dir as train_dir_lib
 
@@ -540,6 +540,8 @@ def _train(run: run_config_lib.RunConfig, train_files: Sequence[str], config: Tr
             tf.summary.scalar("model/Training_Perr", m["perr"])
             tf.summary.scalar("model/Training_GAP", m["gap"])
             tf.summary.scalar("global_step/Examples/Second", examples_per_second)
+            if chief:
+              summaries.write_histograms(objective.model, step)
       if chief and is_log_step:
         progress = f"step {step}"
         if total_steps:
