@@ -94,7 +94,7 @@ def test_video_level_both_id_keys_and_unlabelled_files(tmp_path):
   a = write_records(tmp_path / "a.tfrecord", [example("x", labels=(2, 0))])
   b = write_records(tmp_path / "b.tfrecord", [example("y", id_key="video_id", with_labels=False)])
   config = readers.ReaderConfig(feature_names=("mean_rgb", "mean_audio"), frame_features=False,
-                                num_classes=4, require_labels=False)
+                                num_classes=4, require_labels=False, allow_mixed_id_keys=True)
   out = read_all([a, b], config)
   assert out["video_ids"].tolist() == [b"x", b"y"]
   np.testing.assert_array_equal(out["labels"], [[1, 0, 1, 0], [0, 0, 0, 0]])

@@ -18,16 +18,25 @@ Frame-level readers take an optional student frame budget k: the frames are chos
 dequantized and padded, so the cost of decoding scales with k, not with 300.
 
 Bad records stop the run with a `DataError` naming the file, the record index and the video id.
+Before reading, every file is checked once (its size, its first record header and record):
+directories, non-TFRecord files, a mix of the 2017 (`video_id`) and 2018+ (`id`) datasets and
+features the records do not have are refused up front; while reading, a file whose records do
+not end exactly at its last byte (cut anywhere, even inside a record header) is an error.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import dataclasses
+import functools
+import os
 import re
+import struct
 from typing import Iterator, Sequence
 
 import tensorflow as tf
+from absl import logging
 
 from yt8m import frame_selection
 
@@ -69,6 +78,9 @@ class ReaderConfig:
   # Distillation: also hand over every frame of the same videos, for the teacher
   # (teacher_features [max_frames, D], teacher_num_frames).
   teacher_frames: bool = False
+  # Read files of the 2017 (`video_id`, 4716 classes) and 2018+ (`id`, 3862 classes) datasets
+  # together; off, such a mix is refused (their label ids index different vocabularies).
+  allow_mixed_id_keys: bool = False
 
   def __post_init__(self):
     if not self.feature_names and self.frame_features:
@@ -128,19 +140,158 @@ def parse_feature_flags(names: str, sizes: str) -> tuple[tuple[str, ...], tuple[
 
 
 def list_files(pattern: str) -> list[str]:
-  """Files matching a glob (or several, comma-separated); gs:// works through tf.io.gfile."""
+  """Files matching a glob (or several, comma-separated), each once; gs:// works through
+  tf.io.gfile. A file matched again by a later pattern is dropped, and the log says so."""
   patterns = [p.strip() for p in pattern.split(",") if p.strip()]
   if not patterns:
     raise DataError("the data pattern is empty")
-  files = []
+  files, seen = [], set()
   for p in patterns:
     matched = sorted(tf.io.gfile.glob(p))
     if not matched:
       if any(c in p for c in "*?["):
         raise DataError(f"no files match {p!r}")
       raise DataError(f"file not found: {p!r}")
-    files.extend(matched)
+    new = [f for f in matched if _same_file_key(f) not in seen]
+    if len(new) < len(matched):
+      logging.warning("data pattern %r matches %d file(s) already matched by an earlier "
+                      "pattern (e.g. %s); each file is read once", p, len(matched) - len(new),
+                      next(f for f in matched if f not in new))
+    seen.update(_same_file_key(f) for f in new)
+    files.extend(new)
   return files
+
+
+def _same_file_key(path: str) -> str:
+  return path if "://" in path else os.path.realpath(path)
+
+
+# TFRecord framing: uint64 length, masked crc32c of the length, data, masked crc32c of the data.
+_HEADER_BYTES = 12
+_FRAMING_BYTES = 16
+
+
+@functools.cache
+def _crc32c_table() -> tuple[int, ...]:
+  table = []
+  for byte in range(256):
+    crc = byte
+    for _ in range(8):
+      crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+    table.append(crc)
+  return tuple(table)
+
+
+def _masked_crc32c(data: bytes) -> int:
+  table, crc = _crc32c_table(), 0xFFFFFFFF
+  for byte in data:
+    crc = table[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+  crc ^= 0xFFFFFFFF
+  return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+@dataclasses.dataclass(frozen=True)
+class _FileInfo:
+  """What the first record of a file says about the whole file (one dataset per file)."""
+  size: int
+  video_id: str = ""
+  id_key: str | None = None  # None: an empty file
+  context_keys: tuple[str, ...] = ()
+  feature_list_keys: tuple[str, ...] = ()
+
+
+def _not_tfrecord(path, why):
+  return DataError(f"{path}: not a TFRecord file ({why}); narrow the data pattern to the "
+                   "TFRecord shards")
+
+
+@functools.lru_cache(maxsize=65536)
+def _inspect_cached(path: str, size: int, mtime: int) -> _FileInfo:
+  del mtime  # part of the cache key only: a rewritten file is inspected again
+  if size == 0:
+    return _FileInfo(size)
+  with tf.io.gfile.GFile(path, "rb") as f:
+    header = f.read(_HEADER_BYTES)
+    if len(header) < _HEADER_BYTES:
+      raise _not_tfrecord(path, f"{size} bytes, shorter than a record header")
+    length, crc = struct.unpack("<QI", header)
+    if crc != _masked_crc32c(header[:8]):
+      raise _not_tfrecord(path, f"its first bytes {header[:8]!r} are not a record header")
+    if _HEADER_BYTES + length + 4 > size:
+      raise DataError(f"{path}: record 0: truncated (the file has {size} bytes, the record "
+                      f"needs {length + _FRAMING_BYTES}); the file is damaged, copy or download "
+                      "it again")
+    record = f.read(length)
+    data_crc = f.read(4)
+  try:
+    # An Example parses as a SequenceExample whose context is its features.
+    parsed = tf.train.SequenceExample.FromString(record)
+  except Exception:  # protobuf raises its own DecodeError type
+    # The checksum only now: it costs Python time per byte.
+    if struct.unpack("<I", data_crc)[0] != _masked_crc32c(record):
+      raise DataError(f"{path}: record 0: corrupted (checksum mismatch); the file is damaged, "
+                      "copy or download it again") from None
+    raise DataError(f"{path}: record 0: not a valid Example or SequenceExample protocol "
+                    "buffer") from None
+  context = parsed.context.feature  # `in` only: indexing a proto map would add the key
+  id_key = next((k for k in ("id", "video_id") if k in context and
+                 context[k].bytes_list.value), "")
+  video_id = context[id_key].bytes_list.value[0].decode("utf-8", "replace") if id_key else ""
+  return _FileInfo(size, video_id, id_key, tuple(sorted(context)),
+                   tuple(sorted(parsed.feature_lists.feature_list)))
+
+
+def _inspect(path: str) -> _FileInfo:
+  try:
+    stat = tf.io.gfile.stat(path)
+  except tf.errors.NotFoundError:
+    raise DataError(f"file not found: {path!r}") from None
+  if stat.is_directory:
+    raise DataError(f"{path}: is a directory, not a TFRecord file; narrow the data pattern to "
+                    "the TFRecord shards")
+  return _inspect_cached(path, stat.length, stat.mtime_nsec)
+
+
+def _check_files(files: Sequence[str], config: ReaderConfig) -> list[int]:
+  """Checks every file against the config from its size and first record; returns the sizes.
+  Python per file, not per record."""
+  with concurrent.futures.ThreadPoolExecutor(min(16, len(files))) as pool:
+    infos = list(pool.map(_inspect, files))
+  for path, info in zip(files, infos):
+    if info.id_key is None:
+      logging.warning("%s: 0 records (an empty file)", path)
+      continue
+    where = f"{path}: record 0 (video {info.video_id!r})"
+    has = info.feature_list_keys if config.frame_features else info.context_keys
+    absent = [name for name in config.feature_names if name not in has]
+    if absent:
+      if config.frame_features:
+        found = (f"its frame feature lists are {', '.join(info.feature_list_keys)}"
+                 if info.feature_list_keys else
+                 f"it has no frame feature lists, only features {', '.join(info.context_keys)}; "
+                 "if this is video-level data, drop --frame_features")
+      else:
+        found = f"its features are {', '.join(info.context_keys)}"
+        if info.feature_list_keys:
+          found += (f", and frame feature lists {', '.join(info.feature_list_keys)}; if "
+                    "this is frame-level data, pass --frame_features")
+      raise DataError(f"{where}: no feature {absent[0]!r} (--feature_names); {found}")
+  by_key = {}
+  for path, info in zip(files, infos):
+    if info.id_key:
+      by_key.setdefault(info.id_key, []).append(path)
+  if len(by_key) > 1 and not config.allow_mixed_id_keys:
+    raise DataError(
+        "the files mix two datasets whose label ids index different vocabularies: "
+        f"{len(by_key['video_id'])} 2017 file(s) (key 'video_id', 4716 classes; e.g. "
+        f"{by_key['video_id'][0]}) and {len(by_key['id'])} 2018+ file(s) (key 'id', 3862 "
+        f"classes; e.g. {by_key['id'][0]}); read one dataset at a time "
+        "(allow_mixed_id_keys reads both)")
+  if "video_id" in by_key and "id" not in by_key and config.num_classes != NUM_CLASSES_2017:
+    logging.warning("%s uses the 2017 key 'video_id' (the 2017 dataset has %d classes) but "
+                    "num_classes is %d", by_key["video_id"][0], NUM_CLASSES_2017,
+                    config.num_classes)
+  return [info.size for info in infos]
 
 
 def dequantize(quantized: tf.Tensor) -> tf.Tensor:
@@ -149,11 +300,14 @@ def dequantize(quantized: tf.Tensor) -> tf.Tensor:
 
 
 def _check(ok, path, index, video_id, what):
-  """In-graph assertion whose failure message names the file, record and video."""
-  message = tf.strings.join([
-      path, ": record ", tf.strings.as_string(index), " (video '", video_id, "'): ", what,
-      _ERROR_END
-  ])
+  """In-graph assertion whose failure message names the file, record and video (None: no
+  video). `what` is a string, or a function returning the string tensor; the message is only
+  built if the check fails."""
+  def fail():
+    video = [] if video_id is None else [" (video '", video_id, "')"]
+    return tf.strings.join([path, ": record ", tf.strings.as_string(index), *video, ": ",
+                            what() if callable(what) else what, _ERROR_END])
+  message = tf.cond(ok, lambda: tf.constant(""), fail)
   return tf.debugging.Assert(ok, [_ERROR_MARK, message], summarize=1)
 
 
@@ -172,10 +326,10 @@ def _label_checks(labels, config, path, index, video_id):
                          "missing key 'labels' (or an empty label list); unlabelled files can "
                          "only be used for inference"))
   in_range = tf.reduce_all((labels >= 0) & (labels < config.num_classes))
-  bad_label = tf.strings.as_string(tf.reduce_max(tf.concat([labels, [-1]], 0)))
-  checks.append(_check(in_range, path, index, video_id, tf.strings.join([
-      "label id ", bad_label, " is outside [0, ", str(config.num_classes),
-      "); is --num_classes right (3862 for 2018+ data, 4716 for 2017)?"
+  out_of_range = lambda: tf.boolean_mask(labels, (labels < 0) | (labels >= config.num_classes))
+  checks.append(_check(in_range, path, index, video_id, lambda: tf.strings.join([
+      "label id ", tf.strings.as_string(out_of_range()[0]), " is outside [0, ",
+      str(config.num_classes), "); is --num_classes right (3862 for 2018+ data, 4716 for 2017)?"
   ])))
   return checks
 
@@ -282,11 +436,12 @@ def _parse_frame_level(path, index, serialized, config: ReaderConfig, training: 
                          f"0 frames of '{name}' (missing or empty feature list; if this is "
                          "video-level data, drop --frame_features)"))
     lengths = tf.strings.length(frames)
-    wrong = tf.boolean_mask(lengths, lengths != size)
-    bad_length = tf.strings.as_string(tf.concat([wrong, [size]], 0)[0])
+    # The message is built right away, inside _check's false branch (no late binding).
     checks.append(_check(tf.reduce_all(lengths == size), path, index, video_id,
-                         tf.strings.join([f"a '{name}' frame has ", bad_length,
-                                          f" bytes, expected {size} (--feature_sizes)"])))
+                         lambda: tf.strings.join([
+                             f"a '{name}' frame has ",
+                             tf.strings.as_string(tf.boolean_mask(lengths, lengths != size)[0]),
+                             f" bytes, expected {size} (--feature_sizes)"])))
 
   with tf.control_dependencies(checks):
     # num_frames comes from the first feature, as in the starter.
@@ -362,9 +517,14 @@ def _parse_video_level(paths, indices, serialized, config: ReaderConfig):
   checks.append(row_check(label_ok, f"a label id is outside [0, {config.num_classes}); is "
                           "--num_classes right (3862 for 2018+ data, 4716 for 2017)?"))
   for name, size in zip(config.feature_names, config.feature_sizes):
-    checks.append(row_check(parsed[name].row_lengths() == size,
-                            f"feature '{name}' does not have {size} values (--feature_sizes; "
-                            "if this is frame-level data, pass --frame_features)"))
+    lengths = parsed[name].row_lengths()
+    checks.append(row_check(lengths > 0, f"no feature '{name}' (absent or empty; "
+                            "--feature_names; if this is frame-level data, pass "
+                            "--frame_features)"))
+    checks.append(row_check((lengths == size) | (lengths == 0),
+                            f"feature '{name}' does not have {size} values (--feature_sizes)"))
+    checks.append(row_check(tf.reduce_all(tf.math.is_finite(parsed[name]), axis=1),
+                            f"feature '{name}' has a NaN or infinite value"))
   with tf.control_dependencies(checks):
     features = tf.concat(
         [tf.zeros([num_rows, 0])] + [parsed[name].to_tensor(shape=[None, size])
@@ -380,15 +540,40 @@ def _parse_video_level(paths, indices, serialized, config: ReaderConfig):
   }
 
 
-def _records(files: Sequence[str], training: bool, num_epochs: int | None, num_readers: int,
-             seed: int | None, deterministic: bool) -> tf.data.Dataset:
+def _complete_records(path, size) -> tf.data.Dataset:
+  """One file's (path, record index, serialized record) triples; an error unless its records
+  end exactly at its last byte (tf.data stops silently at a cut inside a record header)."""
+  end = (tf.constant(b""), tf.constant(True))
+  records = tf.data.TFRecordDataset(path).map(lambda r: (r, False)).concatenate(
+      tf.data.Dataset.from_tensors(end))
+
+  def step(state, element):
+    index, offset = state
+    record, last = element
+    length = tf.cast(tf.strings.length(record), tf.int64) + _FRAMING_BYTES
+    after = offset + tf.where(last, tf.constant(0, tf.int64), length)
+    return (index + 1, after), (index, record, last, after)
+
+  def keep(index, record, last, offset):
+    del record
+    check = _check(~last | (offset == size), path, index, None, lambda: tf.strings.join([
+        "truncated (the file has ", tf.strings.as_string(size), " bytes, its complete records "
+        "end at byte ", tf.strings.as_string(offset), "); the file is damaged, copy or "
+        "download it again"]))
+    with tf.control_dependencies([check]):
+      return tf.logical_not(last)
+
+  zero = tf.constant(0, tf.int64)
+  return records.scan((zero, zero), step).filter(keep).map(lambda i, r, l, o: (path, i, r))
+
+
+def _records(files: Sequence[str], sizes: Sequence[int], training: bool,
+             num_epochs: int | None, num_readers: int, seed: int | None,
+             deterministic: bool) -> tf.data.Dataset:
   """(path, record index, serialized record) triples: file order shuffled per epoch when
   training, the sorted file order otherwise."""
-
-  def open_file(path):
-    return tf.data.TFRecordDataset(path).enumerate().map(lambda i, r: (path, i, r))
-
-  ds = tf.data.Dataset.from_tensor_slices(list(files))
+  open_file = _complete_records
+  ds = tf.data.Dataset.from_tensor_slices((list(files), tf.constant(list(sizes), tf.int64)))
   if not training:
     return ds.flat_map(open_file)
   ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True).repeat(num_epochs)
@@ -420,9 +605,10 @@ def build_dataset(files: Sequence[str],
     raise ValueError(f"batch_size must be positive, got {batch_size}")
   if not files:
     raise DataError("no input files")
+  sizes = _check_files(files, config)
   # Training trades order for speed unless a seed asks for a reproducible run.
   deterministic = not training or seed is not None
-  records = _records(files, training, num_epochs if training else 1, num_readers, seed,
+  records = _records(files, sizes, training, num_epochs if training else 1, num_readers, seed,
                      deterministic)
   if shard is not None:
     records = records.shard(*shard)
@@ -472,32 +658,84 @@ def labels_only(num_classes: int, require_labels: bool = True) -> ReaderConfig:
                       num_classes=num_classes, require_labels=require_labels)
 
 
-def diagnose_files(files: Sequence[str], frame_features: bool | None = None) -> str | None:
-  """Finds the first unreadable record (truncated, bad checksum, not a protobuf) by reading
-  every file again. Only called after a failure, so the happy path pays nothing."""
+_WRONG_TYPE = re.compile(r"(?:Key|Feature list): ([^,\s]+)[,.].*?Data types don't match\. "
+                         r"Expected type: (\w+)", re.S)
+_KINDS = {"float": "float_list", "int64": "int64_list", "string": "bytes_list"}
+
+
+def _wrong_kind(proto, key: str, expected_kind: str) -> str | None:
+  """The kind ('bytes_list', ...) of feature `key` of an Example or SequenceExample (context or
+  feature list) when it is not the expected one, else None."""
+  if isinstance(proto, tf.train.Example):
+    context, lists = proto.features.feature, {}
+  else:
+    context, lists = proto.context.feature, proto.feature_lists.feature_list
+  candidates = [context[key]] if key in context else []
+  if key in lists:
+    candidates += list(lists[key].feature)
+  for feature in candidates:
+    kind = feature.WhichOneof("kind")
+    if kind is not None and kind != expected_kind:
+      return kind
+  return None
+
+
+def diagnose_files(files: Sequence[str], frame_features: bool | None = None,
+                   error: str = "") -> str | None:
+  """Finds the first unreadable record (truncated, bad checksum, not a protobuf, or a feature
+  of the type `error` (TensorFlow's parse message) names) by reading every file again. Only
+  called after a failure, so the happy path pays nothing."""
   proto = None
   if frame_features is not None:
     proto = tf.train.SequenceExample if frame_features else tf.train.Example
+  wrong_type = _WRONG_TYPE.search(error)
+  if wrong_type and proto is None:
+    proto = tf.train.SequenceExample
   for path in files:
     index = 0
     try:
       for record in tf.data.TFRecordDataset(path):
         if proto is not None:
           try:
-            proto.FromString(record.numpy())
+            parsed = proto.FromString(record.numpy())
           except Exception:  # protobuf raises its own DecodeError type
             return f"{path}: record {index}: not a valid {proto.__name__} protocol buffer"
+          if wrong_type:
+            key, expected = wrong_type.groups()
+            kind = _wrong_kind(parsed, key, _KINDS.get(expected, expected))
+            if kind:
+              expected = _KINDS.get(expected, expected).replace("_list", "")
+              return (f"{path}: record {index}{_video_of(parsed)}: feature {key!r} holds "
+                      f"{kind.replace('_list', '')} values, expected {expected}")
         index += 1
     except tf.errors.DataLossError as e:
       reason = "truncated" if "truncated" in str(e) else "corrupted (checksum mismatch)"
       return f"{path}: record {index}: {reason}; the file is damaged, copy or download it again"
+    except (tf.errors.NotFoundError, tf.errors.FailedPreconditionError,
+            tf.errors.PermissionDeniedError) as e:
+      return f"{path}: cannot be read: {_first_line(e.message)}"
   return None
+
+
+def _video_of(parsed) -> str:
+  features = (parsed.features if isinstance(parsed, tf.train.Example) else parsed.context).feature
+  for key in ("id", "video_id"):
+    if key in features and features[key].bytes_list.value:
+      return f" (video {features[key].bytes_list.value[0].decode('utf-8', 'replace')!r})"
+  return ""
+
+
+def _first_line(message: str) -> str:
+  """TensorFlow's error text without its function-node and op decorations."""
+  message = re.sub(r"\{\{[^}]*\}\}|\[\[[^\]]*\]\]|\[Op:[^\]]*\].*", "", message)
+  message = message.split("transformation with iterator:")[-1]
+  return " ".join(message.split())
 
 
 @contextlib.contextmanager
 def data_errors(files: Sequence[str], frame_features: bool | None = None) -> Iterator[None]:
-  """Turns TensorFlow's errors while iterating a reader's dataset into a DataError that names
-  the file and record."""
+  """Turns TensorFlow's errors while iterating a reader's dataset into a DataError whose
+  one-line message names the file and record (and the video when the record has an id)."""
   try:
     yield
   except tf.errors.InvalidArgumentError as e:
@@ -505,11 +743,20 @@ def data_errors(files: Sequence[str], frame_features: bool | None = None) -> Ite
     if found:
       # The assertion prints its message as a Python literal: undo the quote escaping.
       raise DataError(found.group(1).replace("\\'", "'")) from None
+    raise DataError(diagnose_files(files, frame_features, e.message) or
+                    f"unreadable input in {len(files)} file(s): {_first_line(e.message)}"
+                    ) from None
+  except (tf.errors.DataLossError, tf.errors.NotFoundError, tf.errors.FailedPreconditionError,
+          tf.errors.PermissionDeniedError) as e:
     raise DataError(diagnose_files(files, frame_features) or
-                    f"unreadable input in {len(files)} file(s): {e.message}") from None
-  except tf.errors.DataLossError as e:
-    raise DataError(diagnose_files(files, frame_features) or
-                    f"damaged input in {len(files)} file(s): {e.message}") from None
+                    f"damaged input in {len(files)} file(s): {_first_line(e.message)}") from None
+  except UnicodeDecodeError:
+    # TensorFlow fails to decode its own error text when it quotes a record that is not a
+    # protocol buffer: look for that record.
+    message = diagnose_files(files, frame_features if frame_features is not None else False)
+    if message is None:
+      raise
+    raise DataError(message) from None
 
 
 def iterate_numpy(files: Sequence[str], config: ReaderConfig,

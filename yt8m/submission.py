@@ -81,6 +81,14 @@ def _parse_pairs(text: str, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
   return classes, scores
 
 
+def _utf8(raw: bytes) -> tuple[str, str | None]:
+  """A line's text, or why it has none."""
+  try:
+    return raw.decode("utf-8"), None
+  except UnicodeDecodeError as e:
+    return "", f"not UTF-8 text (byte 0x{raw[e.start]:02x} at column {e.start + 1})"
+
+
 def read_csv(path: str, num_classes: int, skip_bad_rows: bool = False) -> Submission:
   """Reads a submission; a malformed line or a duplicate video id is an error naming the file
   and line, or (skip_bad_rows) a skipped row listed in `warnings` (duplicates keep the first)."""
@@ -94,11 +102,18 @@ def read_csv(path: str, num_classes: int, skip_bad_rows: bool = False) -> Submis
       raise SubmissionError(message + " (--skip_bad_rows skips such rows)")
     warnings.append(message)
 
-  with tf.io.gfile.GFile(path, "r") as f:
-    header = f.readline().strip().lstrip("\ufeff")
+  with tf.io.gfile.GFile(path, "rb") as f:
+    header, why = _utf8(f.readline())
+    if why:
+      raise SubmissionError(f"{path}: line 1: {why}")
+    header = header.strip().lstrip("\ufeff")
     if header != HEADER:
       raise SubmissionError(f"{path}: line 1: expected the header {HEADER!r}, got {header[:80]!r}")
-    for number, line in enumerate(f, start=2):
+    for number, raw in enumerate(f, start=2):
+      line, why = _utf8(raw)
+      if why:
+        bad(number, why)
+        continue
       line = line.strip()
       if not line:
         continue
