@@ -1,14 +1,23 @@
-"""Frame-level reader throughput: full videos (teacher) vs k selected frames (student).
+"""Frame-level reader throughput against the raw read of the same files, in one process.
 
   python -m benchmarks.bench_reader [--num_videos=2000] [--k=30] [--rounds=5]
 
 Writes --num_videos synthetic frame-level videos (yt8m.synthetic, built-in mode, in a
 temporary directory), then reads them with each variant in round-robin rounds after a
-warm-up pass and reports the median videos/s and process CPU ms per video:
+warm-up pass and reports the median videos/s, process CPU ms per video, and the ratio to the
+raw read measured in the same rounds:
 
-  full           every frame decoded (the teacher's input, [B, 300, 1152])
-  select_decode  k frames picked from the undecoded byte strings, then decoded (yt8m's student)
+  raw            tf.data.TFRecordDataset over the files, every record read and CRC-checked,
+                 nothing parsed (the physical limit of any reader here)
+  starter        the starter's / TF Model Garden's frame-level reader: per record
+                 tf.io.parse_single_sequence_example, decode_raw, dequantize, pad to 300
+  full           yt8m's reader, every frame decoded (a teacher's input, [B, 300, 1152])
+  select_decode  yt8m's student reader: k frames picked from the undecoded byte strings, then
+                 decoded
   decode_select  all frames decoded, then k gathered (the naive student reader, for contrast)
+  sliced_full, sliced_k
+                 yt8m.raw_frames (off by default): the same two readers, batches located in the
+                 records' bytes and only the wanted frames cut out
 """
 
 import statistics
@@ -18,13 +27,46 @@ import time
 import tensorflow as tf
 from absl import app, flags
 
-from yt8m import frame_selection, readers, synthetic
+from yt8m import frame_selection, raw_frames, readers, synthetic
 
 flags.DEFINE_integer("num_videos", 2000, "Videos to write and read.")
 flags.DEFINE_integer("k", 30, "Student frames.")
 flags.DEFINE_integer("batch_size", 32, "Batch size.")
 flags.DEFINE_integer("rounds", 5, "Timed passes per variant.")
 FLAGS = flags.FLAGS
+
+MAX_FRAMES = 300
+
+
+def raw_read(files, batch_size):
+  """Every record read (with its CRC check) and handed over, nothing parsed."""
+  return tf.data.TFRecordDataset(files).map(tf.strings.length).batch(batch_size)
+
+
+def starter_reader(files, batch_size, num_classes=readers.NUM_CLASSES_2018):
+  """The starter's YT8MFrameFeatureReader (get_video_matrix), as TF Model Garden's yt8m
+  decoder also does it: parse every record, decode every frame, dequantize, pad to 300."""
+
+  def parse(record):
+    context, sequences = tf.io.parse_single_sequence_example(
+        record,
+        context_features={"id": tf.io.FixedLenFeature([], tf.string),
+                          "labels": tf.io.VarLenFeature(tf.int64)},
+        sequence_features={name: tf.io.FixedLenSequenceFeature([], tf.string)
+                           for name in ("rgb", "audio")})
+    parts = []
+    for name, size in (("rgb", 1024), ("audio", 128)):
+      frames = tf.reshape(tf.cast(tf.io.decode_raw(sequences[name], tf.uint8), tf.float32),
+                          [-1, size])
+      frames = frames[:MAX_FRAMES] * readers.DEQUANTIZE_SCALE + readers.DEQUANTIZE_BIAS
+      parts.append(tf.pad(frames, [[0, MAX_FRAMES - tf.shape(frames)[0]], [0, 0]]))
+    num_frames = tf.minimum(tf.size(sequences["rgb"]), MAX_FRAMES)
+    labels = tf.sparse.to_indicator(context["labels"], num_classes)
+    return {"video_ids": context["id"], "features": tf.concat(parts, 1),
+            "num_frames": num_frames, "labels": labels}
+
+  return tf.data.TFRecordDataset(files).map(parse, num_parallel_calls=tf.data.AUTOTUNE).batch(
+      batch_size).prefetch(tf.data.AUTOTUNE)
 
 
 def decode_then_select(files, k, batch_size):
@@ -42,6 +84,14 @@ def decode_then_select(files, k, batch_size):
   return full.map(pick, num_parallel_calls=tf.data.AUTOTUNE)
 
 
+def sliced(files, config, batch_size):
+  raw_frames.ENABLED = True  # read when the dataset is built (traced), not when iterated
+  try:
+    return readers.build_dataset(files, config, batch_size)
+  finally:
+    raw_frames.ENABLED = False
+
+
 def one_pass(ds):
   wall, cpu = time.perf_counter(), time.process_time()
   count = 0
@@ -51,13 +101,17 @@ def one_pass(ds):
 
 
 def main(_):
+  student = readers.ReaderConfig(student_frames=FLAGS.k)
   with tempfile.TemporaryDirectory() as tmp:
     files = synthetic.generate(tmp, num_videos=FLAGS.num_videos, seed=0, num_shards=4)
     variants = {
+        "raw": raw_read(files, FLAGS.batch_size),
+        "starter": starter_reader(files, FLAGS.batch_size),
         "full": readers.build_dataset(files, readers.ReaderConfig(), FLAGS.batch_size),
-        "select_decode": readers.build_dataset(
-            files, readers.ReaderConfig(student_frames=FLAGS.k), FLAGS.batch_size),
+        "select_decode": readers.build_dataset(files, student, FLAGS.batch_size),
         "decode_select": decode_then_select(files, FLAGS.k, FLAGS.batch_size),
+        "sliced_full": sliced(files, readers.ReaderConfig(), FLAGS.batch_size),
+        "sliced_k": sliced(files, student, FLAGS.batch_size),
     }
     for ds in variants.values():
       one_pass(ds)  # warm-up: page cache, tracing
@@ -70,11 +124,12 @@ def main(_):
         cpu_ms[name].append(1000 * cpu / count)
   print(f"{FLAGS.num_videos} synthetic frame-level videos, k={FLAGS.k}, batch "
         f"{FLAGS.batch_size}, median of {FLAGS.rounds} rounds")
-  base = statistics.median(rates["full"])
+  raw = statistics.median(rates["raw"])
+  starter = statistics.median(rates["starter"])
   for name in variants:
     rate = statistics.median(rates[name])
     print(f"  {name:14s} {rate:8.0f} videos/s  {statistics.median(cpu_ms[name]):6.2f} CPU ms/video"
-          f"  x{rate / base:.2f} vs full")
+          f"  {rate / raw:5.2f} of raw  x{rate / starter:.2f} vs starter")
 
 
 if __name__ == "__main__":

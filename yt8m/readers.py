@@ -38,7 +38,7 @@ from typing import Iterator, Sequence
 import tensorflow as tf
 from absl import logging
 
-from yt8m import frame_selection
+from yt8m import frame_selection, raw_frames
 
 # Dequantization of the uint8 frame features, exactly as the starter code (utils.Dequantize
 # with max_quantized_value=2, min_quantized_value=-2): the bias uses /512, not /510.
@@ -616,7 +616,12 @@ def build_dataset(files: Sequence[str],
     records = records.shuffle(shuffle_buffer or 4 * batch_size, seed=seed)
     if skip_records:
       records = records.skip(skip_records)
-  if config.frame_features:
+  if raw_frames.can_parse_batches(config):
+    # Batches first, then cuts the frames out of the records' bytes (yt8m/raw_frames.py).
+    ds = records.batch(batch_size, drop_remainder=drop_remainder).map(
+        lambda p, i, r: raw_frames.parse_batch(p, i, r, config, training, seed or 0),
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+  elif config.frame_features:
     ds = records.map(
         lambda p, i, r: _parse_frame_level(p, i, r, config, training, seed or 0),
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
@@ -638,6 +643,14 @@ def parse_serialized(serialized: tf.Tensor, config: ReaderConfig) -> dict:
   indices = tf.range(count, dtype=tf.int64)
   if not config.frame_features:
     return _parse_video_level(paths, indices, serialized, config)
+  if raw_frames.can_parse_batches(config):
+    return raw_frames.parse_batch(paths, indices, serialized, config, False, 0)
+  return _parse_records(paths, indices, serialized, config, False, 0)
+
+
+def _parse_records(paths, indices, serialized, config: ReaderConfig, training: bool,
+                   seed: int) -> dict:
+  """_parse_frame_level over a [N] batch, record by record (not for segment_mode)."""
   length = config.num_output_frames
   signature = {
       "video_ids": tf.TensorSpec([], tf.string),
@@ -646,7 +659,11 @@ def parse_serialized(serialized: tf.Tensor, config: ReaderConfig) -> dict:
       "labels": tf.TensorSpec([config.num_classes], tf.float32),
       "frame_indices": tf.TensorSpec([length], tf.int32),
   }
-  return tf.map_fn(lambda a: _parse_frame_level(a[0], a[1], a[2], config, False, 0),
+  if config.teacher_frames:
+    signature["teacher_features"] = tf.TensorSpec([config.max_frames, config.feature_dim],
+                                                  tf.float32)
+    signature["teacher_num_frames"] = tf.TensorSpec([], tf.int32)
+  return tf.map_fn(lambda a: _parse_frame_level(a[0], a[1], a[2], config, training, seed),
                    (paths, indices, serialized), fn_output_signature=signature)
 
 
