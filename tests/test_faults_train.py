@@ -78,6 +78,20 @@ def test_a_stopped_run_resumes_to_the_same_weights(files, tmp_path, uninterrupte
   assert_same_weights(weights(resumed), weights(uninterrupted))
 
 
+def test_a_model_with_random_frame_sampling_resumes_to_the_same_weights(frame_data, tmp_path):
+  """DBoF draws its frames at random when training: its generator is in the checkpoint."""
+  dbof = run_config.RunConfig(
+      model="DbofModel", feature_names=("rgb", "audio"), feature_sizes=(1024, 128),
+      frame_features=True, num_classes=4,
+      model_hparams={"iterations": 5, "dbof_cluster_size": 8, "dbof_hidden_size": 4})
+  files = readers.list_files(str(frame_data / "train*.tfrecord"))
+  whole = train(files, tmp_path / "whole", run=dbof, num_epochs=2)
+  train(files, tmp_path / "run", run=dbof, num_epochs=2, max_steps=7)
+  resumed = train(files, tmp_path / "run", run=dbof, num_epochs=2)
+  assert resumed["step"] == whole["step"] == 12
+  assert_same_weights(weights(resumed), weights(whole))
+
+
 def test_rerunning_a_finished_run_does_nothing(files, tmp_path):
   done = train(files, tmp_path / "run")
   before = sorted(os.listdir(tmp_path / "run"))

@@ -237,18 +237,21 @@ def _training_dataset(strategy: tf.distribute.Strategy, files: Sequence[str],
 # ----------------------------------------------------------------------------------- loop
 
 
-def _restore_training(objects: dict, data_seed: tf.Variable, path: str) -> None:
-  """Restores weights and optimizer (each must be in the checkpoint) and the data seed
-  (checkpoints of earlier versions hold none: the run keeps the seed its flags give)."""
+def _restore_training(objects: dict, extras: dict, path: str) -> None:
+  """Restores weights and optimizer (each must be in the checkpoint), then the input and
+  random-generator state (checkpoints of earlier versions hold none: the data order and the
+  models' draws then restart)."""
   try:
     building.restore(path, **objects)
   except building.CheckpointError as e:
     raise TrainError(str(e)) from None
-  if tf.train.load_checkpoint(path).has_tensor("data_seed/.ATTRIBUTES/VARIABLE_VALUE"):
-    tf.train.Checkpoint(data_seed=data_seed).restore(path).expect_partial()
-  else:
-    logging.warning("%s holds no input position (written by an earlier version): the data "
-                    "order restarts.", path)
+  saved = tf.train.load_checkpoint(path).get_variable_to_shape_map()
+  for name, value in extras.items():
+    if any(key == name or key.startswith(name + "/") for key in saved):
+      tf.train.Checkpoint(**{name: value}).restore(path).expect_partial()
+    elif not (isinstance(value, list) and not value):
+      logging.warning("%s holds no %s (written by an earlier version): it restarts.", path,
+                      name)
 
 
 def _format_duration(seconds: float) -> str:
@@ -326,14 +329,18 @@ def _train(run: run_config_lib.RunConfig, train_files: Sequence[str], config: Tr
     seed = config.seed if config.seed is not None else random.randrange(2**31)
     data_seed = tf.Variable(seed, dtype=tf.int64, trainable=False, name="data_seed")
   objects = dict(optimizer=optimizer, **objective.checkpoint_objects())
-  checkpoint = tf.train.Checkpoint(data_seed=data_seed, **objects)
+  # The models' random generators (dropout, frame sampling, the selector's draw): a
+  # checkpoint does not reach them through the models, so they are saved beside.
+  rng_states = [v for name, net in objects.items() if name != "optimizer"
+                for v in net.variables if v.path.endswith("seed_generator_state")]
+  checkpoint = tf.train.Checkpoint(data_seed=data_seed, rng=rng_states, **objects)
   manager = tf.train.CheckpointManager(checkpoint, work_dir, max_to_keep=config.keep_checkpoints,
                                        checkpoint_name=building.CHECKPOINT_NAME)
   objective.prepare(train_files)
   resume_from = train_dir_lib.checkpoint_to_resume(config.train_dir)
   if resume_from:
     logging.info("Restoring from %s (the current code and flags are used).", resume_from)
-    _restore_training(objects, data_seed, resume_from)
+    _restore_training(objects, {"data_seed": data_seed, "rng": rng_states}, resume_from)
   elif config.init_from:
     logging.info("Starting from the model weights of %s.", config.init_from)
     building.restore(config.init_from, model=objective.model)

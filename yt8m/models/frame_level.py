@@ -111,6 +111,9 @@ class DbofModel(layers.HparamsConfig, keras.Model):
     self.num_classes = layers.check_int("num_classes", num_classes)
     self.iterations = layers.check_int("iterations", iterations)
     self.sample_random_frames = layers.check_bool("sample_random_frames", sample_random_frames)
+    # Its state is saved with the training checkpoint, so a resumed run draws what the
+    # uninterrupted one would have.
+    self.frame_sampling = keras.random.SeedGenerator(name="frame_sampling")
     self.dbof_add_batch_norm = layers.check_bool("dbof_add_batch_norm", dbof_add_batch_norm)
     self.dbof_cluster_size = layers.check_int("dbof_cluster_size", dbof_cluster_size)
     self.dbof_hidden_size = layers.check_int("dbof_hidden_size", dbof_hidden_size)
@@ -165,8 +168,8 @@ class DbofModel(layers.HparamsConfig, keras.Model):
     if not training:
       return layers.evenly_spaced_frames(num_frames, self.iterations)
     if self.sample_random_frames:
-      return layers.sample_random_frames(num_frames, self.iterations)
-    return layers.sample_random_sequence(num_frames, self.iterations)
+      return layers.sample_random_frames(num_frames, self.iterations, self.frame_sampling)
+    return layers.sample_random_sequence(num_frames, self.iterations, self.frame_sampling)
 
   def call(self, features, num_frames=None, training=False):
     """Args:

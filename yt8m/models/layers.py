@@ -96,35 +96,39 @@ def frame_pooling(frames: tf.Tensor, method: str) -> tf.Tensor:
   raise ValueError(f"unknown pooling method {method!r}; choose one of {POOLING_METHODS}")
 
 
-def sample_random_frames(num_frames: tf.Tensor, n: int) -> tf.Tensor:
+def sample_random_frames(num_frames: tf.Tensor, n: int, seed=None) -> tf.Tensor:
   """The starter's SampleRandomFrames: n i.i.d. uniform frames per video, with replacement.
 
   Args:
     num_frames: [B] int32 in [1, T].
     n: frames to draw per video.
+    seed: a keras.random.SeedGenerator (whose state a checkpoint can hold), or None.
 
   Returns:
     [B, n] int32 indices in [0, num_frames[b]); fresh on every call.
   """
   counts = tf.cast(num_frames, tf.float32)[:, None]
-  idx = tf.cast(tf.random.uniform([tf.shape(num_frames)[0], n]) * counts, tf.int32)
+  idx = tf.cast(keras.random.uniform([tf.shape(num_frames)[0], n], seed=seed) * counts,
+                tf.int32)
   # float32 rounding of u * count can in principle reach count itself.
   return tf.minimum(idx, num_frames[:, None] - 1)
 
 
-def sample_random_sequence(num_frames: tf.Tensor, n: int) -> tf.Tensor:
+def sample_random_sequence(num_frames: tf.Tensor, n: int, seed=None) -> tf.Tensor:
   """The starter's SampleRandomSequence: n consecutive frames from a random start.
 
   Args:
     num_frames: [B] int32 in [1, T].
     n: window length.
+    seed: a keras.random.SeedGenerator, or None.
 
   Returns:
     [B, n] int32 indices start..start+n-1, where start is uniform over the valid starts;
     videos shorter than n repeat their last frame.
   """
   starts_available = tf.cast(tf.maximum(num_frames - n, 0) + 1, tf.float32)
-  start = tf.cast(tf.random.uniform(tf.shape(num_frames)) * starts_available, tf.int32)
+  start = tf.cast(keras.random.uniform(tf.shape(num_frames), seed=seed) * starts_available,
+                  tf.int32)
   start = tf.minimum(start, tf.maximum(num_frames - n, 0))
   idx = start[:, None] + tf.range(n, dtype=tf.int32)[None, :]
   return tf.minimum(idx, num_frames[:, None] - 1)

@@ -86,6 +86,7 @@ class LearnedFrameSelection(keras.Model):
     self.scorer_hidden = keras.layers.Dense(selector_hidden, activation="relu",
                                             name="scorer_hidden")
     self.scorer_out = keras.layers.Dense(1, name="scorer_out")
+    self.gumbel_noise = keras.random.SeedGenerator(name="gumbel_noise")  # checkpointed
 
   # What the training loop and distillation look up on a student.
   @property
@@ -108,7 +109,8 @@ class LearnedFrameSelection(keras.Model):
     mask = stretch_mask(num_frames, k, tf.shape(frames)[1])
     logits = tf.where(mask, scores[:, None, :] / self.selector_temperature, -1e9)
     if training:
-      uniform = tf.random.uniform(tf.shape(scores), 1e-6, 1.0 - 1e-6)
+      uniform = keras.random.uniform(tf.shape(scores), 1e-6, 1.0 - 1e-6,
+                                     seed=self.gumbel_noise)
       perturbed = logits - tf.math.log(-tf.math.log(uniform))[:, None, :]  # Gumbel noise
     else:
       perturbed = logits
