@@ -92,6 +92,20 @@ def test_a_model_with_random_frame_sampling_resumes_to_the_same_weights(frame_da
   assert_same_weights(weights(resumed), weights(whole))
 
 
+def test_a_student_on_random_frames_resumes_to_the_same_weights(frame_data, tmp_path):
+  """--frame_selection=random draws in the reader: seeded by the record's stream position."""
+  student = run_config.RunConfig(
+      model="FrameLevelLogisticModel", feature_names=("rgb", "audio"),
+      feature_sizes=(1024, 128), frame_features=True, num_classes=4, student_frames=3,
+      frame_selection="random")
+  files = readers.list_files(str(frame_data / "train*.tfrecord"))
+  whole = train(files, tmp_path / "whole", run=student, num_epochs=2)
+  train(files, tmp_path / "run", run=student, num_epochs=2, max_steps=5)
+  resumed = train(files, tmp_path / "run", run=student, num_epochs=2)
+  assert resumed["step"] == whole["step"] == 12
+  assert_same_weights(weights(resumed), weights(whole))
+
+
 def test_rerunning_a_finished_run_does_nothing(files, tmp_path):
   done = train(files, tmp_path / "run")
   before = sorted(os.listdir(tmp_path / "run"))

@@ -391,20 +391,26 @@ def _video_id(ids, video_ids):
   return tf.where(tf.strings.length(ids) > 0, ids, video_ids)
 
 
-def _select(num_frames, video_id, config: ReaderConfig, training: bool, seed: int):
-  """The student's frame indices for one video."""
+def _select(num_frames, video_id, config: ReaderConfig, training: bool, seed: int,
+            position=None):
+  """The student's frame indices for one video (position: the record's place in the
+  training stream)."""
   stateless_seed = None
   if config.frame_selection == "random" and not training:
     # Evaluation: the same frames for a video whatever the order or batch it comes in.
     stateless_seed = tf.stack(
         [tf.constant(seed, tf.int64), tf.strings.to_hash_bucket_fast(video_id, 2**62)])
+  elif config.frame_selection == "random" and position is not None:
+    # Training: a fresh draw per visit that is a function of where the record is in the
+    # run's input, so a resumed run draws what the uninterrupted one did.
+    stateless_seed = tf.stack([tf.constant(seed, tf.int64), tf.cast(position, tf.int64)])
   return frame_selection.select_frames(num_frames, config.student_frames,
                                        config.frame_selection, config.max_frames,
                                        stateless_seed)
 
 
 def _parse_frame_level(path, index, serialized, config: ReaderConfig, training: bool,
-                       seed: int):
+                       seed: int, position=None):
   context, sequences = tf.io.parse_single_sequence_example(
       serialized,
       context_features={
@@ -452,7 +458,7 @@ def _parse_frame_level(path, index, serialized, config: ReaderConfig, training: 
   if not config.selects_in_reader or config.teacher_frames:
     indices = tf.range(num_frames, dtype=tf.int32)
   else:
-    indices = _select(num_frames, video_id, config, training, seed)
+    indices = _select(num_frames, video_id, config, training, seed, position)
   full_length = config.segment_mode or config.teacher_frames
   length = config.max_frames if full_length else config.num_output_frames
   pad = length - tf.size(indices)
@@ -472,7 +478,7 @@ def _parse_frame_level(path, index, serialized, config: ReaderConfig, training: 
   if config.teacher_frames:
     # The teacher sees every frame; the student's k are gathered from them (no second decode).
     extra = {"teacher_features": features, "teacher_num_frames": num_frames}
-    indices = _select(num_frames, video_id, config, training, seed)
+    indices = _select(num_frames, video_id, config, training, seed, position)
     pad = config.student_frames - tf.size(indices)
     features = tf.ensure_shape(tf.pad(tf.gather(features, indices), [[0, pad], [0, 0]]),
                                [config.student_frames, config.feature_dim])
@@ -612,8 +618,11 @@ def build_dataset(files: Sequence[str],
                      deterministic)
   if shard is not None:
     records = records.shard(*shard)
+  by_position = training and config.frame_features and not raw_frames.can_parse_batches(config)
   if training:
     records = records.shuffle(shuffle_buffer or 4 * batch_size, seed=seed)
+    if by_position:  # (path, index, record, place in the stream): seeds random selection
+      records = records.enumerate().map(lambda position, r: (*r, position))
     if skip_records:
       records = records.skip(skip_records)
   if raw_frames.can_parse_batches(config):
@@ -623,7 +632,8 @@ def build_dataset(files: Sequence[str],
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
   elif config.frame_features:
     ds = records.map(
-        lambda p, i, r: _parse_frame_level(p, i, r, config, training, seed or 0),
+        lambda p, i, r, *position: _parse_frame_level(p, i, r, config, training, seed or 0,
+                                                      *position),
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
     if config.segment_mode:
       ds = ds.unbatch()  # a row per segment
