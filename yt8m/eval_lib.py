@@ -11,13 +11,30 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from yt8m import losses, metrics, readers
+from yt8m import losses, metrics, outputs, readers
 from yt8m import run_config as run_config_lib
 from yt8m import train_lib
 
 
 class EvalError(RuntimeError):
   """No checkpoint to evaluate, or an unusable one."""
+
+
+class CheckpointGone(EvalError):
+  """The checkpoint was deleted (by its trainer, keeping only its newest) before it was read."""
+
+
+def _restore(checkpoint: tf.train.Checkpoint, path: str) -> None:
+  """Restores path into checkpoint's built objects; fails loudly if any weight is missing,
+  and names the checkpoint if it vanished or its files are damaged."""
+  try:
+    status = checkpoint.restore(path)
+  except (tf.errors.OpError, IndexError) as e:  # a truncated file raises IndexError
+    if not tf.io.gfile.exists(path + ".index"):
+      raise CheckpointGone(f"checkpoint {path} was deleted before it could be read") from None
+    raise EvalError(f"checkpoint {path} is damaged or incomplete ({outputs.error_detail(e)}); "
+                    "use another checkpoint or retrain") from None
+  status.assert_existing_objects_matched().expect_partial()  # optimizer slots are not needed
 
 
 def checkpoint_step(path: str) -> int:
@@ -34,16 +51,14 @@ def load_model(train_dir: str, checkpoint_path: str | None = None,
   if not path:
     raise EvalError(f"no checkpoint in {train_dir}; has train.py saved one yet?")
   model = train_lib.build_model(run)
-  status = tf.train.Checkpoint(model=model).restore(path)
-  status.assert_existing_objects_matched().expect_partial()  # optimizer slots are not needed
+  _restore(tf.train.Checkpoint(model=model), path)
   return run, model, path
 
 
 def load_parallel_teacher(run: run_config_lib.RunConfig, checkpoint_path: str) -> keras.Model:
   """The teacher trained alongside a parallel-distilled student (same checkpoint)."""
   teacher = train_lib.build_model(run.teacher)
-  status = tf.train.Checkpoint(teacher=teacher).restore(checkpoint_path)
-  status.assert_existing_objects_matched().expect_partial()
+  _restore(tf.train.Checkpoint(teacher=teacher), checkpoint_path)
   return teacher
 
 
@@ -113,12 +128,18 @@ def _log_result(result: dict, step: int, who: str = "") -> None:
 def new_checkpoints(train_dir: str, run_once: bool, interval_secs: float,
                     timeout_secs: float | None) -> Iterator[str]:
   """The latest checkpoint once, or every new checkpoint as it appears; sleeps between
-  looks and stops after timeout_secs without a new one (None: never)."""
+  looks and stops after timeout_secs without a new one (None: never).
+
+  run_once: the caller stops after the checkpoint it evaluated; if it asks for another, the
+  one given was gone, and the newest (if newer) comes next."""
   if run_once:
     latest = tf.train.latest_checkpoint(train_dir)
     if not latest:
       raise EvalError(f"no checkpoint in {train_dir}; has train.py saved one yet?")
-    yield latest
+    while latest:
+      yield latest
+      newer = tf.train.latest_checkpoint(train_dir)
+      latest = newer if newer != latest else None
     return
   last, idle_since = None, time.monotonic()
   while True:
@@ -142,9 +163,15 @@ def evaluation_loop(train_dir: str, files: Sequence[str], batch_size: int = 1024
   run = run_config_lib.load(train_dir)
   writer = tf.summary.create_file_writer(os.path.join(train_dir, "eval"))
   results = []
+  parallel = bool(run.distillation) and run.distillation["mode"] == "parallel"
   for path in new_checkpoints(train_dir, run_once, interval_secs, timeout_secs):
     logging.info("Loading checkpoint for eval: %s", path)
-    _, model, _ = load_model(train_dir, path, run)
+    try:
+      _, model, _ = load_model(train_dir, path, run)
+      teacher = load_parallel_teacher(run, path) if parallel else None
+    except CheckpointGone as e:  # a trainer with --keep_checkpoints has moved on
+      logging.warning("%s; going on with the newest one.", e)
+      continue
     step = checkpoint_step(path)
     scope = "SegEval" if segment_labels else "Eval"
     result = evaluate(model, run, files, batch_size, top_k, step,
@@ -152,12 +179,13 @@ def evaluation_loop(train_dir: str, files: Sequence[str], batch_size: int = 1024
     result["global_step"] = step
     _log_result(result, step)
     write_summaries(writer, result, step, scope)
-    if run.distillation and run.distillation["mode"] == "parallel":
+    if teacher is not None:
       # Side by side: the teacher trained in the same run, on every frame.
-      teacher = load_parallel_teacher(run, path)
       result["teacher"] = evaluate(teacher, run.teacher, files, batch_size, top_k, step,
                                    segment_labels=segment_labels)
       _log_result(result["teacher"], step, "teacher ")
       write_summaries(writer, result["teacher"], step, "Teacher_" + scope)
     results.append(result)
+    if run_once:
+      break
   return results
