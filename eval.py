@@ -110,7 +110,10 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   try:
+    outputs.exit_on_sigterm()
     flag_checks.at_least(FLAGS, ("top_k", "batch_size"))
+    if FLAGS.metrics_json:
+      outputs.check_output(FLAGS.metrics_json, outputs.METRICS_JSON_SIGNATURE)
     files = flag_checks.data_files("eval_data_pattern", FLAGS.eval_data_pattern)
     result = score_submission(files) if FLAGS.submission_file else evaluate_checkpoints(files)
     if FLAGS.metrics_json:

@@ -13,7 +13,8 @@ import sys
 
 from absl import app, flags, logging
 
-from yt8m import eval_lib, flag_checks, inference_lib, readers, run_config, submission
+from yt8m import (eval_lib, flag_checks, inference_lib, outputs, readers, run_config,
+                  submission)
 
 flags.DEFINE_string("train_dir", "", "The directory to load the model files from. We assume "
                     "that you have already run eval.py onto this, such that "
@@ -45,7 +46,9 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   try:
+    outputs.exit_on_sigterm()
     flag_checks.at_least(FLAGS, ("top_k", "batch_size"))
+    inference_lib.check_outputs(FLAGS.output_file, FLAGS.output_model_tgz, FLAGS.segment_labels)
     if FLAGS.input_model_tgz and FLAGS.train_dir:
       raise ValueError("give either --train_dir or --input_model_tgz, not both")
     train_dir = FLAGS.train_dir

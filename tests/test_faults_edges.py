@@ -152,6 +152,26 @@ def test_stale_temporaries_of_dead_yt8m_writers_are_removed(tmp_path):
   assert not [p for p in os.listdir(tmp_path) if p.startswith("failed.csv")]
 
 
+def test_a_terminated_inference_removes_its_temporary(trained, tmp_path):
+  train_dir, _ = trained
+  data = write_records(tmp_path / "many.tfrecord",
+                       [video_example(i, i % 4) for i in range(3000)])
+  out = tmp_path / "pred.csv"
+  proc = subprocess.Popen(
+      [sys.executable, str(REPO / "inference.py"), f"--train_dir={train_dir}",
+       f"--input_data_pattern={data}", f"--output_file={out}", "--batch_size=1"],
+      stderr=subprocess.PIPE, text=True, cwd=REPO)
+  seen = ""
+  while "num examples processed: 20 " not in seen:
+    line = proc.stderr.readline()
+    assert line, seen[-3000:]
+    seen += line
+  proc.terminate()  # SIGTERM, as kill, timeout and job schedulers send
+  proc.communicate(timeout=120)
+  assert proc.returncode == 128 + 15
+  assert os.listdir(tmp_path) == ["many.tfrecord"]
+
+
 def test_each_bundle_is_extracted_into_a_fresh_directory(bundle, tmp_path):
   shared = tmp_path / "untar"
   first = inference_lib.extract_model_tgz(bundle, str(shared))
@@ -163,6 +183,11 @@ def test_each_bundle_is_extracted_into_a_fresh_directory(bundle, tmp_path):
   incomplete = tgz(tmp_path / "incomplete.tgz", flags_only)
   with pytest.raises(inference_lib.BundleError, match="incomplete.tgz.*checkpoint"):
     inference_lib.extract_model_tgz(incomplete, str(shared))
+  # Nor a checkpoint outside the bundle, named by its index.
+  elsewhere = tgz(tmp_path / "elsewhere.tgz", flags_only + [
+      ("checkpoint", f'model_checkpoint_path: "{first}/model.ckpt-2"\n'.encode())])
+  with pytest.raises(inference_lib.BundleError, match="elsewhere.tgz.*does not hold"):
+    inference_lib.extract_model_tgz(elsewhere, str(shared))
   assert sorted(os.listdir(shared)) == sorted([os.path.basename(first),
                                                os.path.basename(second)])
   # No --untar_model_dir: a private temporary directory, not a path shared with others.
@@ -275,8 +300,10 @@ def test_confidences_outside_0_1_are_warned_about(tmp_path):
 # ------------------------------------------------------------------------- command lines
 
 _DRIVER = r"""
-import importlib.util, json, sys, traceback
+import importlib.util, json, logging, sys, traceback
 from absl import flags
+from absl import logging as absl_logging
+logging.basicConfig(level=logging.INFO)
 script, cases = sys.argv[1], json.loads(sys.argv[2])
 spec = importlib.util.spec_from_file_location("edge_script", script)
 module = importlib.util.module_from_spec(spec)
@@ -286,7 +313,9 @@ for args in cases:
   print("@@case", file=sys.stderr, flush=True)
   flags.FLAGS.unparse_flags()
   try:
-    module.main(flags.FLAGS([script] + args))
+    argv = flags.FLAGS([script] + args)
+    absl_logging.set_verbosity(absl_logging.INFO)  # progress lines, as app.run shows them
+    module.main(argv)
     results.append({"code": 0, "message": ""})
   except SystemExit as e:
     code = e.code
@@ -345,6 +374,8 @@ def cli(trained, bundle, tmp_path_factory):
                          f"--untar_model_dir={root}/untar"],
       "outside_member": [f"--input_model_tgz={outside}", f"--input_data_pattern={data}", out,
                          f"--untar_model_dir={root}/untar"],
+      "bundle_default_untar": [f"--input_model_tgz={bundle}", f"--input_data_pattern={data}",
+                               f"--output_file={root}/from_bundle.csv"],
       "top_k_0": predict + [out, "--top_k=0"],
       "top_k_negative": predict + [out, "--top_k=-1"],
   }
@@ -398,6 +429,10 @@ def test_a_directory_as_output_is_one_line(cli):
   assert_one_line(cli["eval.py"]["directory_metrics_json"], f"{root}/a_directory",
                   "is a directory")
   assert os.listdir(root / "a_directory") == []
+  # Found before the work whose result it would lose.
+  assert "restoring variables" not in cli["inference.py"]["directory_output_file"][2]
+  assert "Loading checkpoint" not in cli["eval.py"]["directory_metrics_json"][2]
+  assert "restoring variables" in cli["inference.py"]["tgz_into_missing_directory"][2]
 
 
 def test_output_model_tgz_into_a_missing_directory_is_created(cli):
@@ -406,6 +441,17 @@ def test_output_model_tgz_into_a_missing_directory_is_created(cli):
   bundle = cli["root"] / "new" / "dir" / "model.tgz"
   assert os.listdir(bundle.parent) == ["model.tgz"]
   assert [n for n, _ in bundle_members(str(bundle))][0] == run_config.MODEL_FLAGS_FILE
+
+
+def test_the_default_extraction_directory_is_removed_at_exit(cli):
+  code, message, log = cli["inference.py"]["bundle_default_untar"]
+  assert code == 0, message
+  lines = [line for line in log.splitlines() if "extracted" in line and " into " in line]
+  assert len(lines) == 1, log[-3000:]
+  extracted = lines[0].rsplit(" into ", 1)[1].strip()
+  assert os.path.basename(extracted).startswith("yt8m-model-model-")
+  assert not os.path.exists(extracted)  # the driver's Python has exited
+  assert len((cli["root"] / "from_bundle.csv").read_text().splitlines()) == 17
 
 
 @pytest.mark.parametrize("script", ["inference.py", "eval.py"])

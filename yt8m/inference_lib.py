@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from yt8m import eval_lib, metrics, outputs, readers
+from yt8m import eval_lib, metrics, outputs, readers, submission
 from yt8m import run_config as run_config_lib
 
 
@@ -66,6 +66,15 @@ def is_model_bundle(path: str) -> bool:
   return first is not None and first.name == run_config_lib.MODEL_FLAGS_FILE
 
 
+def check_outputs(output_file: str, output_model_tgz: str, segment_labels: bool) -> None:
+  """Refuses the outputs atomic_output would refuse, before any work is done."""
+  if output_file:
+    outputs.check_output(output_file, submission.SEGMENT_HEADER if segment_labels
+                         else submission.HEADER)
+  if output_model_tgz:
+    outputs.check_output(output_model_tgz, is_model_bundle)
+
+
 def _checkpoint_files(checkpoint_path: str) -> list[str]:
   """The index and every data shard of a checkpoint; an error naming what is missing."""
   folder, prefix = os.path.split(checkpoint_path)
@@ -111,8 +120,9 @@ def _extract_members(tgz_path: str, f, target: str, max_bytes: int, max_members:
                           "has a few (refused)")
       total += member.size
       if total > max_bytes:
-        raise BundleError(f"{tgz_path} unpacks to more than {max_bytes / 2**20:.0f} MiB; a "
-                          "model bundle is one checkpoint (refused)")
+        limit = f"{max_bytes / 2**20:.0f} MiB" if max_bytes >= 2**20 else f"{max_bytes} bytes"
+        raise BundleError(f"{tgz_path} unpacks to more than {limit}; a model bundle is one "
+                          "checkpoint (refused)")
       if not member.isreg() or member.issparse() or os.path.basename(member.name) != member.name:
         raise BundleError(f"{tgz_path}: member {member.name!r} is not a plain file at the "
                           "archive root, as a bundle's are (refused)")
@@ -131,6 +141,8 @@ def extract_model_tgz(tgz_path: str, untar_dir: str = "", max_bytes: int = MAX_B
   try:
     if not tf.io.gfile.exists(tgz_path):
       raise BundleError(f"--input_model_tgz {tgz_path} not found")
+    if "://" in untar_dir:
+      raise BundleError(f"--untar_model_dir {untar_dir} must be a local directory")
     if untar_dir:
       os.makedirs(untar_dir, exist_ok=True)
     stem = os.path.basename(tgz_path).split(".")[0] or "bundle"
@@ -144,9 +156,10 @@ def extract_model_tgz(tgz_path: str, untar_dir: str = "", max_bytes: int = MAX_B
       if not os.path.exists(os.path.join(target, name)):
         raise BundleError(f"{tgz_path} has no {name}; was it written by inference.py "
                           "--output_model_tgz?")
-    if not tf.train.latest_checkpoint(target):
+    named = tf.train.latest_checkpoint(target)
+    if not named or os.path.dirname(os.path.abspath(named)) != os.path.abspath(target):
       raise BundleError(f"{tgz_path}: its `checkpoint` index names a checkpoint the bundle "
-                        "does not hold")
+                        f"does not hold ({named or 'none found'})")
   except (tarfile.TarError, EOFError, zlib.error, tf.errors.OpError, OSError) as e:
     shutil.rmtree(target, ignore_errors=True)
     raise BundleError(f"cannot extract {tgz_path}: {outputs.error_detail(e)}") from None

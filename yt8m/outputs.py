@@ -6,12 +6,16 @@ import contextlib
 import json
 import os
 import re
+import signal
+import sys
 from typing import IO, Callable, Iterator
 
 import tensorflow as tf
 from absl import logging
 
 METRICS_JSON_KEYS = ("hit_at_one", "perr", "gap", "map", "num_videos")
+# An earlier metrics file starts the same way (its first key), so it may be replaced.
+METRICS_JSON_SIGNATURE = '{\n "hit_at_one"'
 
 
 class OutputError(ValueError):
@@ -73,14 +77,9 @@ def remove_stale_temporaries(path: str) -> list[str]:
   return removed
 
 
-@contextlib.contextmanager
-def atomic_output(path: str, signature: str | Callable[[str], bool],
-                  binary: bool = False) -> Iterator[IO]:
-  """Opens a temporary file beside `path` for writing and renames it onto `path` when the
-  block finishes, so a killed run never leaves a partial file there (and the next run removes
-  the killed run's temporary). An existing `path` is replaced only if it is an earlier output
-  of the same kind: it starts with `signature`, or `signature(path)` is true; anything else
-  is refused, so a mistyped path cannot destroy a user's file. gs:// paths work."""
+def check_output(path: str, signature: str | Callable[[str], bool]) -> None:
+  """Raises unless path can be written by atomic_output (same signature): call it before
+  long work, so that its result is not lost to a path mistake found at the end."""
   try:
     if tf.io.gfile.isdir(path):
       raise OutputError(f"{path} is a directory; give a file name")
@@ -93,6 +92,20 @@ def atomic_output(path: str, signature: str | Callable[[str], bool],
       if not ours:
         raise FileExistsError(f"{path} exists and is not an earlier yt8m output; "
                               "refusing to overwrite it (choose another path or remove it)")
+  except tf.errors.OpError as e:
+    raise OutputError(f"cannot write {describe_io_error(path, e)}") from None
+
+
+@contextlib.contextmanager
+def atomic_output(path: str, signature: str | Callable[[str], bool],
+                  binary: bool = False) -> Iterator[IO]:
+  """Opens a temporary file beside `path` for writing and renames it onto `path` when the
+  block finishes, so a killed run never leaves a partial file there (and the next run removes
+  the killed run's temporary). An existing `path` is replaced only if it is an earlier output
+  of the same kind: it starts with `signature`, or `signature(path)` is true; anything else
+  is refused, so a mistyped path cannot destroy a user's file. gs:// paths work."""
+  check_output(path, signature)
+  try:
     parent = os.path.dirname(path)
     if parent and not tf.io.gfile.exists(parent):
       tf.io.gfile.makedirs(parent)
@@ -102,8 +115,6 @@ def atomic_output(path: str, signature: str | Callable[[str], bool],
     f = tf.io.gfile.GFile(temporary, "wb" if binary else "w")
     f.write(b"" if binary else "")  # opens it: an unwritable place fails here, by name
   except (tf.errors.OpError, OSError) as e:
-    if isinstance(e, FileExistsError):
-      raise
     raise OutputError(f"cannot write {describe_io_error(path, e)}") from None
   try:
     yield f
@@ -120,6 +131,13 @@ def atomic_output(path: str, signature: str | Callable[[str], bool],
         tf.io.gfile.remove(temporary)
 
 
+def exit_on_sigterm() -> None:
+  """Makes SIGTERM (kill, timeout, a job scheduler) end the process through SystemExit, so
+  that atomic_output removes its temporary. (SIGKILL cannot be caught: the next run writing
+  the same output removes that temporary.)"""
+  signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+
+
 def _metric_values(metrics: dict) -> dict:
   keys = METRICS_JSON_KEYS + (("loss",) if "loss" in metrics else ())
   return {key: (int(metrics[key]) if key == "num_videos" else float(metrics[key]))
@@ -133,6 +151,5 @@ def write_metrics_json(path: str, metrics: dict) -> None:
   if "teacher" in metrics:
     values["teacher"] = _metric_values(metrics["teacher"])
   text = json.dumps(values, indent=1) + "\n"
-  # An earlier metrics file starts the same way (its first key), so it may be replaced.
-  with atomic_output(path, signature=text[:text.index(":")]) as f:
+  with atomic_output(path, signature=METRICS_JSON_SIGNATURE) as f:
     f.write(text)
