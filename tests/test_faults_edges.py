@@ -167,9 +167,9 @@ def test_a_terminated_inference_removes_its_temporary(trained, tmp_path):
     assert line, seen[-3000:]
     seen += line
   proc.terminate()  # SIGTERM, as kill, timeout and job schedulers send
-  proc.communicate(timeout=120)
-  assert proc.returncode == 128 + 15
-  assert os.listdir(tmp_path) == ["many.tfrecord"]
+  rest = proc.communicate(timeout=120)[1]
+  assert proc.returncode == 128 + 15, rest[-3000:]
+  assert os.listdir(tmp_path) == ["many.tfrecord"], rest[-3000:]
 
 
 def test_each_bundle_is_extracted_into_a_fresh_directory(bundle, tmp_path):

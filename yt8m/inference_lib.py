@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import atexit
 import io
 import os
 import re
@@ -147,6 +146,7 @@ def extract_model_tgz(tgz_path: str, untar_dir: str = "", max_bytes: int = MAX_B
       os.makedirs(untar_dir, exist_ok=True)
     stem = os.path.basename(tgz_path).split(".")[0] or "bundle"
     target = tempfile.mkdtemp(prefix=f"yt8m-model-{stem}-", dir=untar_dir or None)
+    outputs.remove_at_exit(target)  # until complete, and always if it is in the temp dir
   except (tf.errors.OpError, OSError) as e:
     raise BundleError(f"--input_model_tgz: {outputs.describe_io_error(tgz_path, e)}") from None
   try:
@@ -166,8 +166,8 @@ def extract_model_tgz(tgz_path: str, untar_dir: str = "", max_bytes: int = MAX_B
   except BaseException:
     shutil.rmtree(target, ignore_errors=True)
     raise
-  if not untar_dir:
-    atexit.register(shutil.rmtree, target, ignore_errors=True)
+  if untar_dir:
+    outputs.keep(target)
   logging.info("extracted %s into %s", tgz_path, target)
   return target
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
 import re
+import shutil
 import signal
-import sys
 from typing import IO, Callable, Iterator
 
 import tensorflow as tf
@@ -112,6 +113,8 @@ def atomic_output(path: str, signature: str | Callable[[str], bool],
     for stale in remove_stale_temporaries(path):
       logging.info("removed %s, left by a killed run", stale)
     temporary = _temporary(path)
+    if "://" not in temporary:
+      remove_at_exit(temporary)
     f = tf.io.gfile.GFile(temporary, "wb" if binary else "w")
     f.write(b"" if binary else "")  # opens it: an unwritable place fails here, by name
   except (tf.errors.OpError, OSError) as e:
@@ -129,13 +132,44 @@ def atomic_output(path: str, signature: str | Callable[[str], bool],
     with contextlib.suppress(tf.errors.OpError):
       if tf.io.gfile.exists(temporary):
         tf.io.gfile.remove(temporary)
+    keep(temporary)
+
+
+# This process's local temporaries (atomic_output's files, extracted bundles): removed at
+# exit, a normal one or by SIGTERM (see exit_on_sigterm).
+_TEMPORARIES: set[str] = set()
+
+
+def remove_at_exit(path: str) -> None:
+  _TEMPORARIES.add(path)
+
+
+def keep(path: str) -> None:
+  """path is no longer a temporary (renamed into place, or kept on purpose)."""
+  _TEMPORARIES.discard(path)
+
+
+@atexit.register
+def _remove_temporaries() -> None:
+  for path in list(_TEMPORARIES):
+    if os.path.isdir(path):
+      shutil.rmtree(path, ignore_errors=True)
+    else:
+      with contextlib.suppress(OSError):
+        os.remove(path)
 
 
 def exit_on_sigterm() -> None:
-  """Makes SIGTERM (kill, timeout, a job scheduler) end the process through SystemExit, so
-  that atomic_output removes its temporary. (SIGKILL cannot be caught: the next run writing
-  the same output removes that temporary.)"""
-  signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+  """Makes SIGTERM (kill, timeout, a job scheduler) remove this process's temporaries and
+  exit at once with 143. (Raising SystemExit would be lost if the signal came during a
+  __del__. SIGKILL cannot be caught: the next run writing the same output removes that
+  temporary.)"""
+
+  def terminate(signum, frame):
+    _remove_temporaries()
+    os._exit(128 + signum)
+
+  signal.signal(signal.SIGTERM, terminate)
 
 
 def _metric_values(metrics: dict) -> dict:
