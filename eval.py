@@ -23,7 +23,8 @@ import sys
 from absl import app, flags, logging
 
 import common_flags
-from yt8m import eval_lib, outputs, readers, run_config, segment_scoring, submission
+from yt8m import eval_lib, flag_checks, outputs, readers, run_config, segment_scoring
+from yt8m import submission
 
 flags.DEFINE_string("train_dir", "/tmp/yt8m_model/", "The directory to load the model files "
                     "from. The tensorboard metrics files are also saved to this directory.")
@@ -79,6 +80,9 @@ def score_submission(files) -> dict:
     result, warnings = segment_scoring.score(sub, ratings)
   else:
     sub = submission.read_csv(FLAGS.submission_file, FLAGS.num_classes, FLAGS.skip_bad_rows)
+    warning = submission.confidence_warning(FLAGS.submission_file, sub)
+    if warning:
+      logging.warning("%s", warning)
     result, warnings = submission.score(sub, files, FLAGS.num_classes, FLAGS.top_k,
                                         FLAGS.batch_size, FLAGS.allow_id_mismatch)
   for message in sub.warnings + warnings:
@@ -119,9 +123,11 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   try:
-    if not FLAGS.eval_data_pattern:
-      raise ValueError("--eval_data_pattern is required")
-    files = readers.list_files(FLAGS.eval_data_pattern)
+    outputs.exit_on_sigterm()
+    flag_checks.at_least(FLAGS, ("top_k", "batch_size"))
+    if FLAGS.metrics_json:
+      outputs.check_output(FLAGS.metrics_json, outputs.is_metrics_json)
+    files = flag_checks.data_files("eval_data_pattern", FLAGS.eval_data_pattern)
     result = score_submission(files) if FLAGS.submission_file else evaluate_checkpoints(files)
     if FLAGS.metrics_json:
       write = outputs.write_json if "segment_map" in result else outputs.write_metrics_json

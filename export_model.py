@@ -7,7 +7,7 @@ import sys
 
 from absl import app, flags
 
-from yt8m import eval_lib, export, run_config
+from yt8m import eval_lib, export, flag_checks, run_config
 
 flags.DEFINE_string("train_dir", "", "Training run to export (its latest checkpoint).")
 flags.DEFINE_string("checkpoint_file", "", "A specific checkpoint (default: the latest).")
@@ -21,6 +21,7 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   import tensorflow as tf
   try:
+    flag_checks.at_least(FLAGS, ("top_k",))
     if not FLAGS.train_dir or not FLAGS.export_dir:
       raise ValueError("--train_dir and --export_dir are required")
     if tf.io.gfile.exists(FLAGS.export_dir):

@@ -13,7 +13,8 @@ import sys
 
 from absl import app, flags, logging
 
-from yt8m import eval_lib, inference_lib, readers, run_config, submission
+from yt8m import (eval_lib, flag_checks, inference_lib, outputs, readers, run_config,
+                  submission)
 
 flags.DEFINE_string("train_dir", "", "The directory to load the model files from. We assume "
                     "that you have already run eval.py onto this, such that "
@@ -22,9 +23,9 @@ flags.DEFINE_string("input_data_pattern", "", "File glob defining the evaluation
                     "tensorflow.SequenceExample format.")
 flags.DEFINE_string("input_model_tgz", "", "If given, must be path to a .tgz file that was "
                     "written by this binary using flag --output_model_tgz.")
-flags.DEFINE_string("untar_model_dir", "/tmp/yt8m-model", "If --input_model_tgz is given, "
-                    "then this directory will be created and the contents of the .tgz file "
-                    "will be untarred here.")
+flags.DEFINE_string("untar_model_dir", "", "If --input_model_tgz is given, the .tgz file is "
+                    "untarred into a new subdirectory of this directory (kept); by default "
+                    "into a private temporary directory, removed at exit.")
 flags.DEFINE_bool("segment_labels", False, "If set, then --input_data_pattern must be "
                   "frame-level features (but with segment_labels).")
 flags.DEFINE_integer("segment_max_pred", 100000, "Limit total number of segment outputs per "
@@ -47,6 +48,9 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   try:
+    outputs.exit_on_sigterm()
+    flag_checks.at_least(FLAGS, ("top_k", "batch_size"))
+    inference_lib.check_outputs(FLAGS.output_file, FLAGS.output_model_tgz, FLAGS.segment_labels)
     if FLAGS.input_model_tgz and FLAGS.train_dir:
       raise ValueError("give either --train_dir or --input_model_tgz, not both")
     train_dir = FLAGS.train_dir
@@ -62,9 +66,7 @@ def main(argv):
       names = inference_lib.write_model_tgz(train_dir, checkpoint, FLAGS.output_model_tgz)
       logging.info("Wrote %s (%s).", FLAGS.output_model_tgz, ", ".join(names))
     if FLAGS.output_file:
-      if not FLAGS.input_data_pattern:
-        raise ValueError("--input_data_pattern is required")
-      files = readers.list_files(FLAGS.input_data_pattern)
+      files = flag_checks.data_files("input_data_pattern", FLAGS.input_data_pattern)
       if FLAGS.segment_labels:
         whitelist = inference_lib.read_class_whitelist(FLAGS.segment_label_ids_file)
         rows = inference_lib.predict_segments(model, run, files, whitelist, FLAGS.batch_size,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from yt8m import frame_selection, models
+from yt8m import frame_selection, models, outputs
 from yt8m import run_config as run_config_lib
 from yt8m.models import selector
 
@@ -15,6 +15,10 @@ CHECKPOINT_NAME = "model.ckpt"  # files model.ckpt-<step>.{index,data-*}, as the
 
 class CheckpointError(RuntimeError):
   """No checkpoint, or one that does not fit the model; the message names the path."""
+
+
+class CheckpointGone(CheckpointError):
+  """The checkpoint was deleted (by its trainer, keeping only its newest) before it was read."""
 
 
 def build_model(run: run_config_lib.RunConfig) -> keras.Model:
@@ -51,17 +55,21 @@ def check_checkpointable(model: keras.Model) -> None:
 
 def restore(path: str, partial: bool = True, **objects) -> None:
   """Restores the named objects (model=..., teacher=...) from the checkpoint at `path` and
-  fails with one line if any of their weights is not there. partial: the checkpoint may hold
-  more (an optimizer's slots, a parallel teacher) than is asked for."""
+  fails with one line if any of their weights is not there, or the checkpoint vanished or is
+  damaged. partial: the checkpoint may hold more (an optimizer's slots, a parallel teacher)
+  than is asked for."""
   try:
     status = tf.train.Checkpoint(**objects).restore(path)
     status.assert_existing_objects_matched()
   except (AssertionError, ValueError) as e:
     raise CheckpointError(f"checkpoint {path} does not fit the model: "
                           f"{str(e).splitlines()[0]}") from None
-  except (tf.errors.OpError, OSError) as e:
-    message = getattr(e, "message", str(e)).splitlines()[0]
-    raise CheckpointError(f"checkpoint {path} is unreadable: {message}") from None
+  except (tf.errors.OpError, OSError, IndexError) as e:  # a truncated file: IndexError
+    if not tf.io.gfile.exists(path + ".index"):
+      raise CheckpointGone(f"checkpoint {path} was deleted before it could be read") from None
+    raise CheckpointError(f"checkpoint {path} is damaged or incomplete "
+                          f"({outputs.error_detail(e)}); use another checkpoint or retrain"
+                          ) from None
   if partial:
     status.expect_partial()
 

@@ -17,6 +17,7 @@ from yt8m import run_config as run_config_lib
 
 # No checkpoint to evaluate, or an unusable one (one line naming the path).
 EvalError = building.CheckpointError
+CheckpointGone = building.CheckpointGone
 load_model = building.load_model
 load_parallel_teacher = building.load_parallel_teacher
 
@@ -91,12 +92,18 @@ def _log_result(result: dict, step: int, who: str = "") -> None:
 def new_checkpoints(train_dir: str, run_once: bool, interval_secs: float,
                     timeout_secs: float | None) -> Iterator[str]:
   """The latest checkpoint once, or every new checkpoint as it appears; sleeps between
-  looks and stops after timeout_secs without a new one (None: never)."""
+  looks and stops after timeout_secs without a new one (None: never).
+
+  run_once: the caller stops after the checkpoint it evaluated; if it asks for another, the
+  one given was gone, and the newest (if newer) comes next."""
   if run_once:
     latest = tf.train.latest_checkpoint(train_dir)
     if not latest:
       raise EvalError(f"no checkpoint in {train_dir}; has train.py saved one yet?")
-    yield latest
+    while latest:
+      yield latest
+      newer = tf.train.latest_checkpoint(train_dir)
+      latest = newer if newer != latest else None
     return
   last, idle_since = None, time.monotonic()
   while True:
@@ -120,9 +127,15 @@ def evaluation_loop(train_dir: str, files: Sequence[str], batch_size: int = 1024
   run = run_config_lib.load(train_dir)
   writer = tf.summary.create_file_writer(os.path.join(train_dir, "eval"))
   results = []
+  parallel = bool(run.distillation) and run.distillation.parallel
   for path in new_checkpoints(train_dir, run_once, interval_secs, timeout_secs):
     logging.info("Loading checkpoint for eval: %s", path)
-    _, model, _ = load_model(train_dir, path, run)
+    try:
+      _, model, _ = load_model(train_dir, path, run)
+      teacher = load_parallel_teacher(run, path) if parallel else None
+    except CheckpointGone as e:  # a trainer with --keep_checkpoints has moved on
+      logging.warning("%s; going on with the newest one.", e)
+      continue
     step = checkpoint_step(path)
     scope = "SegEval" if segment_labels else "Eval"
     result = evaluate(model, run, files, batch_size, top_k, step,
@@ -130,12 +143,13 @@ def evaluation_loop(train_dir: str, files: Sequence[str], batch_size: int = 1024
     result["global_step"] = step
     _log_result(result, step)
     write_summaries(writer, result, step, scope)
-    if run.distillation and run.distillation.parallel:
+    if teacher is not None:
       # Side by side: the teacher trained in the same run, on every frame.
-      teacher = load_parallel_teacher(run, path)
       result["teacher"] = evaluate(teacher, run.teacher, files, batch_size, top_k, step,
                                    segment_labels=segment_labels)
       _log_result(result["teacher"], step, "teacher ")
       write_summaries(writer, result["teacher"], step, "Teacher_" + scope)
     results.append(result)
+    if run_once:
+      break
   return results

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import io
 import os
+import re
+import shutil
 import tarfile
+import tempfile
 import time
+import zlib
 from typing import Iterator, Sequence
 
 import keras
@@ -13,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from yt8m import eval_lib, metrics, readers
+from yt8m import eval_lib, metrics, outputs, readers, submission
 from yt8m import run_config as run_config_lib
 
 
@@ -36,49 +40,136 @@ def predict_top_k(model: keras.Model, run: run_config_lib.RunConfig, files: Sequ
                  elapsed, count / elapsed)
 
 
-# The bundle holds model_flags.json, the checkpoint files and a `checkpoint` index, all at the
-# archive root, and is read back by --input_model_tgz (the starter's never could be).
+# The bundle holds model_flags.json (always its first member: that is how an earlier bundle
+# is recognised before it is replaced), the checkpoint files and a `checkpoint` index, all at
+# the archive root, and is read back by --input_model_tgz (the starter's never could be).
+
+# A bundle is one checkpoint and its flags: a few hundred MB at most. Anything far beyond is
+# not a bundle (or is a decompression bomb), so extraction stops there.
+MAX_BUNDLE_BYTES = 4 * 2**30
+MAX_BUNDLE_MEMBERS = 1000
+
+
+class BundleError(ValueError):
+  """A model bundle (.tgz) is missing, unreadable, incomplete or refused; the message names
+  the bundle and, where one is to blame, the member."""
+
+
+def is_model_bundle(path: str) -> bool:
+  """Whether path is a gzip tar whose first member is model_flags.json (a yt8m bundle)."""
+  try:
+    with tf.io.gfile.GFile(path, "rb") as f, tarfile.open(fileobj=f, mode="r|gz") as tar:
+      first = tar.next()
+  except (tarfile.TarError, OSError, EOFError, zlib.error, tf.errors.OpError):
+    return False
+  return first is not None and first.name == run_config_lib.MODEL_FLAGS_FILE
+
+
+def check_outputs(output_file: str, output_model_tgz: str, segment_labels: bool) -> None:
+  """Refuses the outputs atomic_output would refuse, before any work is done."""
+  if output_file:
+    outputs.check_output(output_file, submission.SEGMENT_HEADER if segment_labels
+                         else submission.HEADER)
+  if output_model_tgz:
+    outputs.check_output(output_model_tgz, is_model_bundle)
+
+
+def _checkpoint_files(checkpoint_path: str) -> list[str]:
+  """The index and every data shard of a checkpoint; an error naming what is missing."""
+  folder, prefix = os.path.split(checkpoint_path)
+  names = sorted(n for n in tf.io.gfile.listdir(folder) if n.startswith(prefix + "."))
+  shards = [re.fullmatch(re.escape(prefix) + r"\.data-(\d+)-of-(\d+)", n) for n in names]
+  shards = [m for m in shards if m]
+  expected = int(shards[0].group(2)) if shards else 1
+  if prefix + ".index" not in names or len(shards) != expected:
+    raise BundleError(f"checkpoint {checkpoint_path} is incomplete (it needs {prefix}.index and "
+                      f"{expected} data file(s); found {', '.join(names) or 'nothing'})")
+  return [prefix + ".index"] + [m.group(0) for m in shards]
 
 
 def write_model_tgz(train_dir: str, checkpoint_path: str, output_path: str) -> list[str]:
-  """Bundles the run's model_flags.json and one checkpoint into a gzip tar."""
+  """Bundles the run's model_flags.json and one checkpoint into a gzip tar, atomically; an
+  existing output_path is replaced only if it is an earlier bundle."""
   prefix = os.path.basename(checkpoint_path)
   folder = os.path.dirname(checkpoint_path)
-  names = [n for n in tf.io.gfile.listdir(folder) if n.startswith(prefix + ".")]
   members = [(run_config_lib.path(train_dir), run_config_lib.MODEL_FLAGS_FILE)]
-  members += [(os.path.join(folder, n), n) for n in sorted(names)]
-  buffer = io.BytesIO()
-  with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-    for source, name in members:
-      with tf.io.gfile.GFile(source, "rb") as f:
-        data = f.read()
-      info = tarfile.TarInfo(name)
-      info.size = len(data)
-      tar.addfile(info, io.BytesIO(data))
-    index = f'model_checkpoint_path: "{prefix}"\n'.encode()
-    info = tarfile.TarInfo("checkpoint")
-    info.size = len(index)
-    tar.addfile(info, io.BytesIO(index))
-  temporary = f"{output_path}.tmp-{os.getpid()}"
-  with tf.io.gfile.GFile(temporary, "wb") as f:
-    f.write(buffer.getvalue())
-  tf.io.gfile.rename(temporary, output_path, overwrite=True)
+  members += [(os.path.join(folder, n), n) for n in _checkpoint_files(checkpoint_path)]
+  index = f'model_checkpoint_path: "{prefix}"\n'.encode()
+  with outputs.atomic_output(output_path, signature=is_model_bundle, binary=True) as f:
+    with tarfile.open(fileobj=f, mode="w|gz") as tar:
+      for source, name in members:
+        info = tarfile.TarInfo(name)
+        info.size = tf.io.gfile.stat(source).length
+        with tf.io.gfile.GFile(source, "rb") as data:
+          tar.addfile(info, data)
+      info = tarfile.TarInfo("checkpoint")
+      info.size = len(index)
+      tar.addfile(info, io.BytesIO(index))
   return [name for _, name in members] + ["checkpoint"]
 
 
-def extract_model_tgz(tgz_path: str, untar_dir: str) -> str:
-  """Unpacks a bundle into untar_dir and returns it (usable as a train_dir)."""
-  if not tf.io.gfile.exists(tgz_path):
-    raise FileNotFoundError(f"--input_model_tgz {tgz_path} not found")
-  tf.io.gfile.makedirs(untar_dir)
-  with tf.io.gfile.GFile(tgz_path, "rb") as f:
-    with tarfile.open(fileobj=io.BytesIO(f.read()), mode="r:gz") as tar:
-      names = tar.getnames()
-      if run_config_lib.MODEL_FLAGS_FILE not in names:
-        raise ValueError(f"{tgz_path} has no {run_config_lib.MODEL_FLAGS_FILE}; was it written "
-                         "by inference.py --output_model_tgz?")
-      tar.extractall(untar_dir, filter="data")  # refuses absolute paths and links
-  return untar_dir
+def _extract_members(tgz_path: str, f, target: str, max_bytes: int, max_members: int) -> None:
+  """Streams the bundle's members into target, refusing anything but plain files at its
+  root and stopping at the caps (checked from each header, before the member is written)."""
+  total = 0
+  with tarfile.open(fileobj=f, mode="r|gz") as tar:
+    for count, member in enumerate(tar, start=1):
+      if count > max_members:
+        raise BundleError(f"{tgz_path} has more than {max_members} members; a model bundle "
+                          "has a few (refused)")
+      total += member.size
+      if total > max_bytes:
+        limit = f"{max_bytes / 2**20:.0f} MiB" if max_bytes >= 2**20 else f"{max_bytes} bytes"
+        raise BundleError(f"{tgz_path} unpacks to more than {limit}; a model bundle is one "
+                          "checkpoint (refused)")
+      if not member.isreg() or member.issparse() or os.path.basename(member.name) != member.name:
+        raise BundleError(f"{tgz_path}: member {member.name!r} is not a plain file at the "
+                          "archive root, as a bundle's are (refused)")
+      try:
+        tar.extract(member, target, filter="data")
+      except tarfile.FilterError as e:
+        raise BundleError(f"{tgz_path}: member {member.name!r} refused: {e}") from None
+
+
+def extract_model_tgz(tgz_path: str, untar_dir: str = "", max_bytes: int = MAX_BUNDLE_BYTES,
+                      max_members: int = MAX_BUNDLE_MEMBERS) -> str:
+  """Unpacks a bundle into a fresh directory and returns it (usable as a train_dir): a new
+  subdirectory of untar_dir (kept), or without untar_dir a private temporary directory that
+  is removed when the process exits. Never reuses an earlier extraction, so files of another
+  bundle cannot be picked up. On any refusal the fresh directory is removed."""
+  try:
+    if not tf.io.gfile.exists(tgz_path):
+      raise BundleError(f"--input_model_tgz {tgz_path} not found")
+    if "://" in untar_dir:
+      raise BundleError(f"--untar_model_dir {untar_dir} must be a local directory")
+    if untar_dir:
+      os.makedirs(untar_dir, exist_ok=True)
+    stem = os.path.basename(tgz_path).split(".")[0] or "bundle"
+    target = tempfile.mkdtemp(prefix=f"yt8m-model-{stem}-", dir=untar_dir or None)
+    outputs.remove_at_exit(target)  # until complete, and always if it is in the temp dir
+  except (tf.errors.OpError, OSError) as e:
+    raise BundleError(f"--input_model_tgz: {outputs.describe_io_error(tgz_path, e)}") from None
+  try:
+    with tf.io.gfile.GFile(tgz_path, "rb") as f:
+      _extract_members(tgz_path, f, target, max_bytes, max_members)
+    for name in (run_config_lib.MODEL_FLAGS_FILE, "checkpoint"):
+      if not os.path.exists(os.path.join(target, name)):
+        raise BundleError(f"{tgz_path} has no {name}; was it written by inference.py "
+                          "--output_model_tgz?")
+    named = tf.train.latest_checkpoint(target)
+    if not named or os.path.dirname(os.path.abspath(named)) != os.path.abspath(target):
+      raise BundleError(f"{tgz_path}: its `checkpoint` index names a checkpoint the bundle "
+                        f"does not hold ({named or 'none found'})")
+  except (tarfile.TarError, EOFError, zlib.error, tf.errors.OpError, OSError) as e:
+    shutil.rmtree(target, ignore_errors=True)
+    raise BundleError(f"cannot extract {tgz_path}: {outputs.error_detail(e)}") from None
+  except BaseException:
+    shutil.rmtree(target, ignore_errors=True)
+    raise
+  if untar_dir:
+    outputs.keep(target)
+  logging.info("extracted %s into %s", tgz_path, target)
+  return target
 
 
 # 2019 segment challenge: a row per class, its segments by descending confidence.

@@ -120,11 +120,17 @@ def path(train_dir: str) -> str:
 
 def load(train_dir: str) -> RunConfig:
   file = path(train_dir)
-  if not tf.io.gfile.exists(file):
+  try:
+    found = tf.io.gfile.exists(file)
+    if found:
+      with tf.io.gfile.GFile(file) as f:
+        text = f.read()
+  except tf.errors.OpError as e:  # e.g. gs:// without credentials
+    raise RunConfigError(f"--train_dir: {outputs.describe_io_error(file, e)}") from None
+  if not found:
     raise RunConfigError(f"{file} not found: is --train_dir a directory written by train.py?")
   try:
-    with tf.io.gfile.GFile(file) as f:
-      return RunConfig.from_json(json.load(f))
+    return RunConfig.from_json(json.loads(text))
   except (ValueError, KeyError, TypeError) as e:
     raise RunConfigError(f"{file} is unreadable: {e}") from None
 

@@ -133,6 +133,17 @@ def read_csv(path: str, num_classes: int, skip_bad_rows: bool = False) -> Submis
   return Submission(predictions, warnings)
 
 
+def confidence_warning(path: str, submission: Submission) -> str | None:
+  """One line if some confidences are outside [0, 1] (not probabilities: GAP and mAP still
+  rank by them, but they were perhaps written by something else than a model)."""
+  outside = [video_id for video_id, (_, scores) in submission.predictions.items()
+             if scores.size and (scores.min() < 0 or scores.max() > 1)]
+  if not outside:
+    return None
+  return (f"{path}: {len(outside)} row(s) have confidences outside [0, 1], e.g. "
+          f"{', '.join(map(repr, outside[:5]))}; they are scored as given")
+
+
 def score(submission: Submission,
           files: Sequence[str],
           num_classes: int,
