@@ -13,6 +13,7 @@ import sys
 
 from absl import app, flags, logging
 
+import yt8m
 from yt8m import eval_lib, inference_lib, readers, run_config, submission
 
 flags.DEFINE_string("train_dir", "", "The directory to load the model files from. We assume "
@@ -29,8 +30,9 @@ flags.DEFINE_bool("segment_labels", False, "If set, then --input_data_pattern mu
                   "frame-level features (but with segment_labels).")
 flags.DEFINE_integer("segment_max_pred", 100000, "Limit total number of segment outputs per "
                      "entity.")
-flags.DEFINE_string("segment_label_ids_file", "data/sample/segment_label_ids.csv",
-                    "The file that contains the segment label ids (a local copy; no network).")
+flags.DEFINE_string("segment_label_ids_file", yt8m.SEGMENT_LABEL_IDS,
+                    "The file that contains the segment label ids (default: the 2019 list "
+                    "installed with yt8m; no network).")
 flags.DEFINE_string("output_file", "", "The file to save the predictions to.")
 flags.DEFINE_string("output_model_tgz", "", "If given, should be a filename with a .tgz "
                     "extension, the model graph and checkpoint will be bundled in this gzip "

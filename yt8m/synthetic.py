@@ -26,6 +26,9 @@ import zlib
 
 import numpy as np
 
+if __name__ == "__main__":  # python -m yt8m.synthetic: quiet before TensorFlow's import
+  import yt8m.cli  # noqa: F401
+
 import tensorflow as tf
 
 from yt8m import readers
@@ -696,7 +699,8 @@ def generate(output_dir: str, num_videos: int, seed: int, from_video_level: str 
 # Command line.
 
 
-def _define_flags():
+def define_flags():
+  """Defines the command line's flags (yt8m/cli/synthetic.py); returns FLAGS."""
   from absl import flags
 
   flags.DEFINE_string("output_dir", None, "Directory for the shards and manifest (created if missing).")
@@ -740,7 +744,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  from absl import app as _app
+  from yt8m.cli import synthetic as _command
 
-  FLAGS = _define_flags()
-  _app.run(main)
+  _command.run()
