@@ -699,8 +699,7 @@ def generate(output_dir: str, num_videos: int, seed: int, from_video_level: str 
 # Command line.
 
 
-def define_flags():
-  """Defines the command line's flags (yt8m/cli/synthetic.py); returns FLAGS."""
+def _define_flags():
   from absl import flags
 
   flags.DEFINE_string("output_dir", None, "Directory for the shards and manifest (created if missing).")

@@ -56,13 +56,15 @@ def format_flag(flag: flags.Flag, note: str = "") -> str:
 def format_group(title: str, flag_list: Sequence[flags.Flag],
                  notes: dict[str, str] | None = None) -> str:
   notes = notes or {}
-  lines = [f"{title}:"]
+  lines = [textwrap.fill(f"{title}:", WIDTH, subsequent_indent="  ")]
   lines += [format_flag(f, notes.get(f.name, "")) for f in sorted(flag_list, key=lambda f: f.name)]
   return "\n".join(lines)
 
 
 def module_flags(module_name: str) -> list[flags.Flag]:
-  return list(FLAGS.flags_by_module_dict().get(module_name, []))
+  """The flags a module defined (absl files a script run as __main__ under its path)."""
+  key = sys.argv[0] if module_name == "__main__" else module_name
+  return list(FLAGS.flags_by_module_dict().get(key, []))
 
 
 def model_flag_groups(argv: Sequence[str], model_flag_names: Sequence[str]) -> list[str]:
@@ -80,7 +82,8 @@ def model_flag_groups(argv: Sequence[str], model_flag_names: Sequence[str]) -> l
     return [format_group(f"model flags of {chosen}", [FLAGS[n] for n in names])]
   notes = {n: "used by " + ", ".join(used_by[n]) if used_by[n] else "used by no model"
            for n in model_flag_names}
-  title = "model flags (all models; --model=NAME --help shows one model's)"
+  title = (f"model flags (of every model: {', '.join(models.MODELS)}; --model=NAME --help "
+           "shows one model's)")
   return [format_group(title, [FLAGS[n] for n in model_flag_names], notes)]
 
 
