@@ -1,6 +1,7 @@
 """Packaging: pyproject.toml and the requirements files agree, every command is declared, the
 data files ship in the package, `python -m yt8m` lists the commands, quiet start-up."""
 
+import logging
 import pathlib
 import tomllib
 
@@ -109,3 +110,16 @@ def test_banners_are_recognised_and_nothing_else():
     (["x", "--verbosity=many"], None)])
 def test_verbosity_is_read_before_flags_are_parsed(argv, value):
   assert _quiet.verbosity(argv) == value
+
+
+def test_library_log_records_are_dropped_below_errors():
+  keep = _quiet._DropLibraryRecords().filter
+
+  def record(path, level=logging.INFO):
+    return logging.LogRecord("absl", level, path, 1, "message", (), None)
+
+  site = "/venv/lib/python3.11/site-packages"
+  assert not keep(record(f"{site}/tensorflow/python/saved_model/fingerprinting_utils.py"))
+  assert not keep(record(f"{site}/keras/src/export/saved_model.py", logging.WARNING))
+  assert keep(record(f"{site}/tensorflow/python/framework/ops.py", logging.ERROR))
+  assert keep(record(f"{site}/yt8m/eval_lib.py")) and keep(record("/repo/yt8m/train_lib.py"))

@@ -111,3 +111,21 @@ def test_watch_mode_says_what_it_waits_for_and_gives_up(tmp_path, monkeypatch):
   endless = eval_lib.waiting_message("d", "d/ckpt-5", 30, None, 0)
   assert endless == ("Waiting for a checkpoint newer than ckpt-5 in d (looking every 30 s; no "
                      "time limit: --eval_timeout_secs is negative)")
+
+
+def test_iterate_closes_at_the_end_and_on_an_error(clock):
+  out = io.StringIO()
+  p = progress.Progress("x", stream=out, interval=1000)
+  assert [b for b in p.iterate([1, 2]) if p.update(b) is None] == [1, 2]
+  assert out.getvalue() == "x: 3 videos | 0.00 videos/s | 0:00 elapsed\n"
+
+  def failing():
+    yield 1
+    raise ValueError("bad record")
+
+  out.truncate(0), out.seek(0)
+  p = progress.Progress("y", stream=out, interval=1000, bar=True)
+  with pytest.raises(ValueError, match="bad record"):
+    for batch in p.iterate(failing()):
+      p.update(batch)
+  assert out.getvalue().rstrip().endswith("y: 1 videos | 0.00 videos/s | 0:00 elapsed")

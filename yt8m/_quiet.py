@@ -11,7 +11,8 @@ It then
   twice, the CPU-feature notice, absl's "before InitializeLog" preamble); ERROR and FATAL
   lines and anything else are kept;
 - ignores Python warnings, unless the user asked for some (`python -W ...`, PYTHONWARNINGS);
-- keeps TensorFlow's Python logger to ERROR (SavedModel export's "Assets written to ..." etc).
+- keeps TensorFlow's and Keras' Python logging to errors (SavedModel export's "Writing
+  fingerprint ...", whether through the `tensorflow` logger or absl's).
 
 `-v N` / `--verbosity=N` with N >= 1 (absl's flag, also more of our own logging), or a
 TF_CPP_MIN_LOG_LEVEL set by the user, leaves TensorFlow's output alone.
@@ -56,6 +57,16 @@ def verbosity(argv: Sequence[str]) -> int | None:
     return None  # absl will report the bad value
 
 
+_LIBRARY_PATH = re.compile(r"[/\\](tensorflow|tf_keras|keras|tensorboard)[/\\]")
+
+
+class _DropLibraryRecords(logging.Filter):
+  """Drops the INFO and WARNING records that TensorFlow and Keras log through absl."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.ERROR or not _LIBRARY_PATH.search(record.pathname)
+
+
 def is_banner(line: str) -> bool:
   return bool(_BANNER.match(line))
 
@@ -89,6 +100,13 @@ def setup(argv: Sequence[str] | None = None) -> bool:
   if not sys.warnoptions and "PYTHONWARNINGS" not in os.environ:
     warnings.simplefilter("ignore")
   logging.getLogger("tensorflow").setLevel(logging.ERROR)
+  # TensorFlow's Python side also logs through absl (SavedModel's "Writing fingerprint ..."):
+  # absl's logger carries ours too, so TensorFlow's records are dropped by where they come from.
+  from absl import logging as absl_logging  # its logger must exist before we touch it
+
+  absl_logger = absl_logging.get_absl_logger()
+  if not any(isinstance(f, _DropLibraryRecords) for f in absl_logger.filters):
+    absl_logger.addFilter(_DropLibraryRecords())
   # A level we set ourselves is passed on to child processes (grid scripts start commands):
   # the marker tells them it is not the user's choice.
   ours = os.environ.get(_MARKER) == os.environ.get("TF_CPP_MIN_LOG_LEVEL")

@@ -56,7 +56,8 @@ def evaluate(model: keras.Model, run: run_config_lib.RunConfig, files: Sequence[
   progress = progress_lib.Progress("eval" if step is None else f"eval of step {step}",
                                    unit="segments" if segment_labels else "videos",
                                    total_bytes=readers.total_bytes(files))
-  for index, batch in enumerate(readers.iterate_numpy(files, reader, batch_size)):
+  batches = progress.iterate(readers.iterate_numpy(files, reader, batch_size))
+  for index, batch in enumerate(batches):
     progress.update(len(batch["num_frames"]), batch["record_bytes"].sum())
     predictions = predict(batch["features"], batch["num_frames"])
     loss = loss_fn(predictions=predictions, labels=batch["labels"]).numpy()
@@ -70,7 +71,6 @@ def evaluate(model: keras.Model, run: run_config_lib.RunConfig, files: Sequence[
           "Batch Loss: %.3f | Examples_per_sec: %.3f", evaluation.num_videos, step,
           result["hit_at_one"], result["perr"], result["loss"],
           evaluation.num_videos / (time.perf_counter() - start))
-  progress.close()
   logging.info("Done with batched inference. Now calculating global performance metrics.")
   return evaluation.get()
 

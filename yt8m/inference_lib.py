@@ -26,17 +26,17 @@ def predict_top_k(model: keras.Model, run: run_config_lib.RunConfig, files: Sequ
   predict = eval_lib.make_predict_fn(model)
   reader = run.reader_config(require_labels=False)
   count, start = 0, time.perf_counter()
-  with progress_lib.Progress("inference", total_bytes=readers.total_bytes(files)) as progress:
-    for batch in readers.iterate_numpy(files, reader, batch_size):
-      predictions = predict(batch["features"], batch["num_frames"]).numpy()
-      classes, scores = metrics.top_k_sorted(predictions, top_k)
-      for video_id, row_classes, row_scores in zip(batch["video_ids"], classes, scores):
-        yield video_id.decode(), row_classes.tolist(), row_scores.tolist()
-      count += len(predictions)
-      progress.update(len(predictions), batch["record_bytes"].sum())
-      elapsed = time.perf_counter() - start
-      logging.debug("num examples processed: %d elapsed seconds: %.2f examples/sec: %.2f",
-                    count, elapsed, count / elapsed)
+  progress = progress_lib.Progress("inference", total_bytes=readers.total_bytes(files))
+  for batch in progress.iterate(readers.iterate_numpy(files, reader, batch_size)):
+    predictions = predict(batch["features"], batch["num_frames"]).numpy()
+    classes, scores = metrics.top_k_sorted(predictions, top_k)
+    for video_id, row_classes, row_scores in zip(batch["video_ids"], classes, scores):
+      yield video_id.decode(), row_classes.tolist(), row_scores.tolist()
+    count += len(predictions)
+    progress.update(len(predictions), batch["record_bytes"].sum())
+    elapsed = time.perf_counter() - start
+    logging.info("num examples processed: %d elapsed seconds: %.2f examples/sec: %.2f", count,
+                 elapsed, count / elapsed)
 
 
 # The bundle holds model_flags.json, the checkpoint files and a `checkpoint` index, all at the
@@ -128,7 +128,7 @@ def predict_segments(model: keras.Model, run: run_config_lib.RunConfig, files: S
   pending = []
   progress = progress_lib.Progress("segment inference", unit="segments",
                                    total_bytes=readers.total_bytes(files))
-  for batch in readers.iterate_numpy(files, reader, batch_size):
+  for batch in progress.iterate(readers.iterate_numpy(files, reader, batch_size)):
     progress.update(len(batch["num_frames"]), batch["record_bytes"].sum())
     scores = predict(batch["features"], batch["num_frames"]).numpy() + allowed
     classes, top = metrics.top_k_sorted(scores, top_k)
@@ -139,7 +139,6 @@ def predict_segments(model: keras.Model, run: run_config_lib.RunConfig, files: S
       kept = _top_per_class(*(np.concatenate(x) for x in zip(kept, *pending)), max_per_class)
       pending = []
   kept = _top_per_class(*(np.concatenate(x) for x in zip(kept, *pending)), max_per_class)
-  progress.close()
   logging.info("%d segments, %d class rows", len(segment_ids), np.unique(kept[0]).size)
   classes, _, segments = kept
   bounds = np.flatnonzero(np.diff(classes)) + 1

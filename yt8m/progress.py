@@ -1,10 +1,11 @@
 """Progress of long work: count done, rate, ETA; a bar on a terminal, plain lines elsewhere.
 
     progress = Progress("eval", unit="videos", total_bytes=readers.total_bytes(files))
-    for batch in batches:
+    for batch in progress.iterate(batches):   # closes at the end, or on an error
       ...
       progress.update(len(batch["video_ids"]), nbytes=batch["record_bytes"].sum())
-    progress.close()          # or: with Progress(...) as progress:
+
+  (or `with Progress(...) as progress:`, or an explicit `progress.close()`).
 
 - total: the number of units to do, when known (e.g. training steps, videos of a manifest).
   Without it, total_bytes (the input files' size) and the bytes read give the fraction done,
@@ -21,7 +22,9 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import IO
+from typing import IO, Iterable, Iterator, TypeVar
+
+T = TypeVar("T")
 
 
 def format_seconds(seconds: float) -> str:
@@ -98,6 +101,14 @@ class Progress:
     if self.eta is not None and not self._closed:
       parts.append(f"ETA {format_seconds(self.eta)}")
     return " | ".join(parts)
+
+  def iterate(self, iterable: Iterable[T]) -> Iterator[T]:
+    """Yields from `iterable`, then closes: when it ends, and also when it fails (the bar
+    stops before the error is reported)."""
+    try:
+      yield from iterable
+    finally:
+      self.close()
 
   def update(self, n: int = 1, nbytes: int = 0) -> None:
     self.count += int(n)
