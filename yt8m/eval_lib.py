@@ -58,13 +58,13 @@ def evaluate(model: keras.Model, run: run_config_lib.RunConfig, files: Sequence[
                                    total_bytes=readers.total_bytes(files))
   batches = progress.iterate(readers.iterate_numpy(files, reader, batch_size))
   for index, batch in enumerate(batches):
-    progress.update(len(batch["num_frames"]), batch["record_bytes"].sum())
     predictions = predict(batch["features"], batch["num_frames"])
     loss = loss_fn(predictions=predictions, labels=batch["labels"]).numpy()
     predictions = predictions.numpy()
     if segment_labels:
       predictions *= batch["label_weights"]
     result = evaluation.accumulate(predictions, batch["labels"], loss)
+    progress.update(len(predictions), batch["record_bytes"].sum())
     if (index + 1) % log_every == 0:
       logging.info(
           "examples_processed: %d | global_step %s | Batch Hit@1: %.3f | Batch PERR: %.3f | "

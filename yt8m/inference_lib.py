@@ -129,8 +129,8 @@ def predict_segments(model: keras.Model, run: run_config_lib.RunConfig, files: S
   progress = progress_lib.Progress("segment inference", unit="segments",
                                    total_bytes=readers.total_bytes(files))
   for batch in progress.iterate(readers.iterate_numpy(files, reader, batch_size)):
-    progress.update(len(batch["num_frames"]), batch["record_bytes"].sum())
     scores = predict(batch["features"], batch["num_frames"]).numpy() + allowed
+    progress.update(len(scores), batch["record_bytes"].sum())
     classes, top = metrics.top_k_sorted(scores, top_k)
     rows, cols = np.nonzero(classes >= 0)
     pending.append((classes[rows, cols], top[rows, cols], rows + len(segment_ids)))

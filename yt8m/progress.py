@@ -117,7 +117,8 @@ class Progress:
       return
     if self._bar:
       self._bar.show(self.fraction, self.line())
-    elif time.monotonic() - self._last_line >= self._interval:
+    elif (time.monotonic() - self._last_line >= self._interval
+          and (self.fraction or 0) < 1):  # all done: close() prints the final line
       self._print(self.line())
 
   def close(self) -> None:
