@@ -721,6 +721,9 @@ def _define_flags():
   return flags.FLAGS
 
 
+FLAGS = None  # the parsed flags: set by the command line (yt8m/cli/synthetic.py)
+
+
 def main(argv):
   from absl import app, logging
 
