@@ -17,7 +17,7 @@ COMMANDS = {
     "inference": ("yt8m.cli.inference", "write a Kaggle CSV / model bundle (inference.py)"),
     "export": ("yt8m.cli.export", "export a SavedModel (export_model.py)"),
     "synthetic": ("yt8m.cli.synthetic", "write synthetic frame-level shards in the real format"),
-    "study": ("yt8m.study", "the study of the science issue"),  # yt8m.study:main
+    "study": ("yt8m.study", "run the study (its --help says what it does)"),  # yt8m.study:main
 }
 
 

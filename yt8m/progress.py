@@ -90,14 +90,17 @@ class Progress:
       return None
     return self.elapsed * (1 - fraction) / fraction
 
-  def line(self) -> str:
+  def line(self, compact: bool = False) -> str:
+    """The state as one line; compact (beside a bar, in 80 columns): no elapsed time."""
     done = f"{self.count:,}/{self.total:,}" if self.total else f"{self.count:,}"
     parts = [f"{self.description}: {done} {self.unit}"]
     if self.fraction is not None:
-      parts[0] += f" ({self.fraction:.0%}{'' if self.total else ' of the bytes'})"
+      by_bytes = "" if self.total or compact else " of the bytes"
+      parts[0] += f" ({self.fraction:.0%}{by_bytes})"
     parts.append(f"{self.rate:,.0f} {self.unit}/s" if self.rate >= 10
                  else f"{self.rate:.2f} {self.unit}/s")
-    parts.append(f"{format_seconds(self.elapsed)} elapsed")
+    if not compact:
+      parts.append(f"{format_seconds(self.elapsed)} elapsed")
     if self.eta is not None and not self._closed:
       parts.append(f"ETA {format_seconds(self.eta)}")
     return " | ".join(parts)
@@ -116,7 +119,7 @@ class Progress:
     if self._quiet:
       return
     if self._bar:
-      self._bar.show(self.fraction, self.line())
+      self._bar.show(self.fraction, self.line(compact=True))
     elif (time.monotonic() - self._last_line >= self._interval
           and (self.fraction or 0) < 1):  # all done: close() prints the final line
       self._print(self.line())
@@ -144,14 +147,13 @@ def _isatty(stream) -> bool:
 
 
 class _RichBar:
-  """A one-line rich bar with our text beside it; a spinner while the fraction is unknown."""
+  """A one-line rich bar with our text beside it (a pulse while the fraction is unknown)."""
 
   def __init__(self, stream: IO[str], description: str):
     from rich import console, progress  # only terminals pay for rich's import
 
     self._progress = progress.Progress(
-        progress.SpinnerColumn(), progress.BarColumn(),
-        progress.TextColumn("{task.fields[text]}"),
+        progress.BarColumn(bar_width=20), progress.TextColumn("{task.fields[text]}"),
         console=console.Console(file=stream), transient=True)
     self._task = self._progress.add_task(description, total=None, text=description)
     self._progress.start()
