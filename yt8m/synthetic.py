@@ -12,7 +12,7 @@ Library entry point: `generate(...)`. Command line:
   python -m yt8m.synthetic --output_dir=DIR --num_videos=N --seed=S
     [--from_video_level=GLOB] [--num_shards=K] [--top_classes=N] [--split=train]
     [--world_seed=0] [--num_classes=3862]
-    [--segment_ratings [--segment_label_ids_file=data/sample/segment_label_ids.csv]]
+    [--segment_ratings [--segment_label_ids_file=yt8m/data/segment_label_ids.csv]]
 """
 
 from __future__ import annotations
