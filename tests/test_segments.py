@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import SAMPLE, run_cli, sequence_example, write_records
+import yt8m
+from conftest import run_cli, sequence_example, write_records
 from yt8m import readers, segment_scoring, submission, synthetic
 
-WHITELIST = str(SAMPLE / "segment_label_ids.csv")
+WHITELIST = yt8m.SEGMENT_LABEL_IDS  # installed with the package (yt8m/data/)
 
 
 # ---------------------------------------------------------------------------------------------

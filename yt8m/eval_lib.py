@@ -12,6 +12,7 @@ import tensorflow as tf
 from absl import logging
 
 from yt8m import building, losses, metrics, readers
+from yt8m import progress as progress_lib
 from yt8m import run_config as run_config_lib
 
 
@@ -53,13 +54,18 @@ def evaluate(model: keras.Model, run: run_config_lib.RunConfig, files: Sequence[
   predict = make_predict_fn(model)
   evaluation = metrics.EvaluationMetrics(run.num_classes, top_k)
   start = time.perf_counter()
-  for index, batch in enumerate(readers.iterate_numpy(files, reader, batch_size)):
+  progress = progress_lib.Progress("eval" if step is None else f"eval of step {step}",
+                                   unit="segments" if segment_labels else "videos",
+                                   total_bytes=readers.total_bytes(files))
+  batches = progress.iterate(readers.iterate_numpy(files, reader, batch_size))
+  for index, batch in enumerate(batches):
     predictions = predict(batch["features"], batch["num_frames"])
     loss = loss_fn(predictions=predictions, labels=batch["labels"]).numpy()
     predictions = predictions.numpy()
     if segment_labels:
       predictions *= batch["label_weights"]
     result = evaluation.accumulate(predictions, batch["labels"], loss)
+    progress.update(len(predictions), batch["record_bytes"].sum())
     if (index + 1) % log_every == 0:
       logging.info(
           "examples_processed: %d | global_step %s | Batch Hit@1: %.3f | Batch PERR: %.3f | "
@@ -105,18 +111,37 @@ def new_checkpoints(train_dir: str, run_once: bool, interval_secs: float,
       newer = tf.train.latest_checkpoint(train_dir)
       latest = newer if newer != latest else None
     return
-  last, idle_since = None, time.monotonic()
+  last, idle_since, told = None, time.monotonic(), None
   while True:
     latest = tf.train.latest_checkpoint(train_dir)
     if latest and latest != last:
       last = latest
       yield latest
-      idle_since = time.monotonic()
+      idle_since, told = time.monotonic(), None
       continue
-    if timeout_secs is not None and time.monotonic() - idle_since >= timeout_secs:
+    idle = time.monotonic() - idle_since
+    if timeout_secs is not None and idle >= timeout_secs:
       logging.info("No new checkpoint in %s for %.0f s; stopping.", train_dir, timeout_secs)
       return
+    if told is None or time.monotonic() - told >= WAIT_MESSAGE_SECS:
+      told = time.monotonic()
+      logging.info("%s", waiting_message(train_dir, last, interval_secs, timeout_secs, idle))
     time.sleep(interval_secs)
+
+
+WAIT_MESSAGE_SECS = 300  # while waiting for a checkpoint, say so again this often
+
+
+def waiting_message(train_dir: str, last: str | None, interval_secs: float,
+                    timeout_secs: float | None, idle_secs: float) -> str:
+  """What watch-mode eval waits for, how often it looks, and when it gives up."""
+  what = f"a checkpoint newer than {os.path.basename(last)}" if last else "a first checkpoint"
+  message = f"Waiting for {what} in {train_dir} (looking every {interval_secs:g} s; "
+  if timeout_secs is None:
+    return message + "no time limit: --eval_timeout_secs is negative)"
+  give_up = time.strftime("%H:%M:%S", time.localtime(time.time() + timeout_secs - idle_secs))
+  return message + (f"giving up at {give_up}, after {timeout_secs:g} s without one: "
+                    "--eval_timeout_secs)")
 
 
 def evaluation_loop(train_dir: str, files: Sequence[str], batch_size: int = 1024,

@@ -58,4 +58,4 @@ def export_saved_model(model: keras.Model, run: run_config_lib.RunConfig, export
 
     archive.add_endpoint("serve_features", serve_features, input_signature=[
         tf.TensorSpec([None, reader.feature_dim], tf.float32, name="features")])
-  archive.write_out(export_dir)
+  archive.write_out(export_dir, verbose=False)  # our command prints its own line

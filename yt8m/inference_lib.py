@@ -18,6 +18,7 @@ import tensorflow as tf
 from absl import logging
 
 from yt8m import eval_lib, metrics, outputs, readers, submission
+from yt8m import progress as progress_lib
 from yt8m import run_config as run_config_lib
 
 
@@ -29,12 +30,14 @@ def predict_top_k(model: keras.Model, run: run_config_lib.RunConfig, files: Sequ
   predict = eval_lib.make_predict_fn(model)
   reader = run.reader_config(require_labels=False)
   count, start = 0, time.perf_counter()
-  for batch in readers.iterate_numpy(files, reader, batch_size):
+  progress = progress_lib.Progress("inference", total_bytes=readers.total_bytes(files))
+  for batch in progress.iterate(readers.iterate_numpy(files, reader, batch_size)):
     predictions = predict(batch["features"], batch["num_frames"]).numpy()
     classes, scores = metrics.top_k_sorted(predictions, top_k)
     for video_id, row_classes, row_scores in zip(batch["video_ids"], classes, scores):
       yield video_id.decode(), row_classes.tolist(), row_scores.tolist()
     count += len(predictions)
+    progress.update(len(predictions), batch["record_bytes"].sum())
     elapsed = time.perf_counter() - start
     logging.info("num examples processed: %d elapsed seconds: %.2f examples/sec: %.2f", count,
                  elapsed, count / elapsed)
@@ -214,8 +217,11 @@ def predict_segments(model: keras.Model, run: run_config_lib.RunConfig, files: S
   segment_ids: list[str] = []
   kept = (np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros(0, np.int64))
   pending = []
-  for batch in readers.iterate_numpy(files, reader, batch_size):
+  progress = progress_lib.Progress("segment inference", unit="segments",
+                                   total_bytes=readers.total_bytes(files))
+  for batch in progress.iterate(readers.iterate_numpy(files, reader, batch_size)):
     scores = predict(batch["features"], batch["num_frames"]).numpy() + allowed
+    progress.update(len(scores), batch["record_bytes"].sum())
     classes, top = metrics.top_k_sorted(scores, top_k)
     rows, cols = np.nonzero(classes >= 0)
     pending.append((classes[rows, cols], top[rows, cols], rows + len(segment_ids)))

@@ -294,6 +294,14 @@ def _check_files(files: Sequence[str], config: ReaderConfig) -> list[int]:
   return [info.size for info in infos]
 
 
+TFRECORD_FRAMING_BYTES = _HEADER_BYTES + 4  # and the data's crc32c: a record's size in its file
+
+
+def total_bytes(files: Sequence[str]) -> int:
+  """The files' total size (a pass's progress is the bytes read of it)."""
+  return sum(tf.io.gfile.stat(path).length for path in files)
+
+
 def dequantize(quantized: tf.Tensor) -> tf.Tensor:
   """uint8 feature values -> float32 in about [-2, 2]."""
   return tf.cast(quantized, tf.float32) * DEQUANTIZE_SCALE + DEQUANTIZE_BIAS
@@ -633,22 +641,43 @@ def build_dataset(files: Sequence[str],
       records = records.skip(skip_records)
   if raw_frames.can_parse_batches(config):
     # Batches first, then cuts the frames out of the records' bytes (yt8m/raw_frames.py).
+
+    def parse_batch(p, i, r):
+      rows = raw_frames.parse_batch(p, i, r, config, training, seed or 0)
+      return rows if training else _with_record_bytes(rows, r, None)
+
     ds = records.batch(batch_size, drop_remainder=drop_remainder).map(
-        lambda p, i, r: raw_frames.parse_batch(p, i, r, config, training, seed or 0),
-        num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+        parse_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
   elif config.frame_features:
-    ds = records.map(
-        lambda p, i, r, *position: _parse_frame_level(p, i, r, config, training, seed or 0,
-                                                      *position),
-        num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+
+    def parse(p, i, r, *position):
+      row = _parse_frame_level(p, i, r, config, training, seed or 0, *position)
+      return row if training else _with_record_bytes(row, r, config.segment_mode)
+
+    ds = records.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
     if config.segment_mode:
       ds = ds.unbatch()  # a row per segment
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
   else:
+
+    def parse(p, i, r):
+      rows = _parse_video_level(p, i, r, config)
+      return rows if training else _with_record_bytes(rows, r, None)
+
     ds = records.batch(batch_size, drop_remainder=drop_remainder).map(
-        lambda p, i, r: _parse_video_level(p, i, r, config),
-        num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+        parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
   return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _with_record_bytes(rows: dict, serialized: tf.Tensor, segment_mode: str | None) -> dict:
+  """Adds "record_bytes", each row's share of the bytes read (progress of a pass: ETA by
+  bytes when the video count is unknown): the record's size in the file (with its TFRecord
+  framing), on a video's first segment."""
+  size = tf.cast(tf.strings.length(serialized), tf.int64) + TFRECORD_FRAMING_BYTES
+  if segment_mode:
+    size = tf.one_hot(0, tf.size(rows["num_frames"]), on_value=size,
+                      off_value=tf.constant(0, tf.int64), dtype=tf.int64)
+  return {**rows, "record_bytes": size}
 
 
 def parse_serialized(serialized: tf.Tensor, config: ReaderConfig) -> dict:

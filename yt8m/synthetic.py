@@ -12,7 +12,7 @@ Library entry point: `generate(...)`. Command line:
   python -m yt8m.synthetic --output_dir=DIR --num_videos=N --seed=S
     [--from_video_level=GLOB] [--num_shards=K] [--top_classes=N] [--split=train]
     [--world_seed=0] [--num_classes=3862]
-    [--segment_ratings [--segment_label_ids_file=data/sample/segment_label_ids.csv]]
+    [--segment_ratings [--segment_label_ids_file=yt8m/data/segment_label_ids.csv]]
 """
 
 from __future__ import annotations
@@ -25,6 +25,9 @@ import time
 import zlib
 
 import numpy as np
+
+if __name__ == "__main__":  # python -m yt8m.synthetic: quiet before TensorFlow's import
+  import yt8m.cli  # noqa: F401
 
 import tensorflow as tf
 
@@ -718,6 +721,9 @@ def _define_flags():
   return flags.FLAGS
 
 
+FLAGS = None  # the parsed flags: set by the command line (yt8m/cli/synthetic.py)
+
+
 def main(argv):
   from absl import app, logging
 
@@ -740,7 +746,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  from absl import app as _app
+  from yt8m.cli import synthetic as _command
 
-  FLAGS = _define_flags()
-  _app.run(main)
+  _command.run()
