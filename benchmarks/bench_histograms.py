@@ -54,7 +54,7 @@ def main(argv):
       predictions = model(frames, num_frames, training=True)["predictions"]
       loss = tf.reduce_mean(keras.losses.binary_crossentropy(labels, predictions))
     optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_weights),
-                                  model.trainable_weights))
+                                  model.trainable_weights, strict=True))
 
   writer = tf.summary.create_file_writer(tempfile.mkdtemp())
 

@@ -63,7 +63,7 @@ def evaluate(predictions, labels, top_k=20):
   pooled, per_class = [], [[] for _ in range(num_classes)]
   positives = [0.0] * num_classes
   sum_hit, sum_perr = 0.0, 0.0
-  for row, label_row in zip(predictions, labels):
+  for row, label_row in zip(predictions, labels, strict=True):
     row, label_row = list(map(float, row)), list(map(float, label_row))
     order = ranked(row)
     sum_hit += hit_at_one(row, label_row)

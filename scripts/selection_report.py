@@ -45,7 +45,7 @@ def visible_labels(files) -> dict:
           sequence_features={"synthetic_visible_labels": tf.io.VarLenFeature(tf.int64)})
       sparse = sequences["synthetic_visible_labels"]
       frames = [set() for _ in range(int(sparse.dense_shape[0]))]
-      for (t, _), label in zip(sparse.indices.numpy(), sparse.values.numpy()):
+      for (t, _), label in zip(sparse.indices.numpy(), sparse.values.numpy(), strict=True):
         frames[t].add(int(label))
       if not frames:
         raise ValueError(f"{path}: video {context['id'].numpy().decode()} has no "
@@ -102,7 +102,7 @@ def plot(examples, k, path):
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
   fig, axes = plt.subplots(len(examples), 1, figsize=(10, 2.2 * len(examples)), squeeze=False)
-  for ax, (vid, frames, scores, choices) in zip(axes[:, 0], examples):
+  for ax, (vid, frames, scores, choices) in zip(axes[:, 0], examples, strict=True):
     labels = sorted(set().union(*frames))
     for row, label in enumerate(labels):
       visible = [t for t, s in enumerate(frames) if label in s]
@@ -112,7 +112,7 @@ def plot(examples, k, path):
                                             ("random", "tab:gray"))):
       picks = choices[name]
       ax.scatter(picks, [base + offset] * len(picks), marker="|", s=120, color=color)
-    ax.set_yticks(range(base + 3), [f"label {l}" for l in labels] +
+    ax.set_yticks(range(base + 3), [f"label {label}" for label in labels] +
                   ["learned", "uniform", "random"], fontsize=6)
     twin = ax.twinx()
     twin.plot(scores, color="tab:red", linewidth=0.6, alpha=0.5)

@@ -19,10 +19,10 @@ if mode == "mirrored":
   cpu = tf.config.list_physical_devices("CPU")[0]
   tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 
-import keras
-import numpy as np
+import keras  # noqa: E402 (after the logical devices are set)
+import numpy as np  # noqa: E402
 
-from yt8m import readers, run_config, train_lib
+from yt8m import readers, run_config, train_lib  # noqa: E402
 
 keras.utils.set_random_seed(7)
 strategy = {

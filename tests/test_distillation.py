@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import run_cli as run, sequence_example, write_records
+from conftest import run_cli as run
+from conftest import sequence_example, write_records
 from yt8m import distill, models, readers
 
 
@@ -176,7 +177,7 @@ def test_shared_teacher_head_lets_rep_alone_train_the_student(tmp_path, frame_da
   run_cfg, model, path = eval_lib.load_model(str(student))
   teacher = (eval_lib.load_parallel_teacher(run_cfg, path) if mode == "parallel"
              else eval_lib.load_model(str(teacher_dir))[1])
-  for mine, theirs in zip(model.classifier.weights, teacher.classifier.weights):
+  for mine, theirs in zip(model.classifier.weights, teacher.classifier.weights, strict=True):
     np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
 
 
@@ -206,7 +207,8 @@ def test_cached_frozen_teacher_gives_the_same_losses(tmp_path, frame_data, teach
     lines[flag] = [line.split("| ", 1)[1].split(" Examples/sec")[0] + line.split(
         "Examples/sec: ")[1].split("| ", 1)[1] for line in proc.stderr.splitlines()
                    if "training step" in line]
-    cached_lines = [l for l in proc.stderr.splitlines() if "Cached the frozen teacher" in l]
+    cached_lines = [line for line in proc.stderr.splitlines()
+                    if "Cached the frozen teacher" in line]
     assert bool(cached_lines) == (flag == "--cache_teacher_outputs"), cached_lines
   assert len(lines["--cache_teacher_outputs"]) == 3
   assert lines["--cache_teacher_outputs"] == lines["--nocache_teacher_outputs"]

@@ -1,12 +1,12 @@
 """tf.distribute on CPU: 2 logical devices vs 1, and 2 worker processes on 127.0.0.1."""
 
-import pytest
 import os
 import socket
 import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from conftest import REPO, SAMPLE
 
@@ -37,7 +37,7 @@ def test_two_logical_cpus_train_like_one_device(tmp_path):
   two, two_w = weights(tmp_path / "mirrored.npz")
   assert one["step"] == two["step"] == 6
   np.testing.assert_allclose(two["label_loss"], one["label_loss"], rtol=1e-5)
-  for a, b in zip(one_w, two_w):
+  for a, b in zip(one_w, two_w, strict=True):
     np.testing.assert_allclose(b, a, atol=1e-5)
 
 
@@ -66,7 +66,7 @@ def test_two_workers_on_localhost_end_identical(tmp_path):
   first, first_w = weights(tmp_path / "w0.npz")
   second, second_w = weights(tmp_path / "w1.npz")
   assert first["step"] == second["step"] == 6
-  for a, b in zip(first_w, second_w):
+  for a, b in zip(first_w, second_w, strict=True):
     np.testing.assert_array_equal(a, b)
   # Only the chief writes the run directory; the other worker's scratch is gone.
   assert (tmp_path / "w0" / "model_flags.json").exists()

@@ -337,7 +337,7 @@ def run_cases(script: str, cases: dict) -> dict:
   results = json.loads(proc.stdout.strip().splitlines()[-1])
   logs = proc.stderr.split("@@case\n")[1:]
   return {name: (r["code"], r["message"], log)
-          for name, r, log in zip(cases, results, logs)}
+          for name, r, log in zip(cases, results, logs, strict=True)}
 
 
 @pytest.fixture(scope="module")

@@ -153,7 +153,7 @@ def _bad_records(tmp_path):
 
 @pytest.mark.parametrize("training", [False, True], ids=["eval", "train"])
 def test_every_data_error_is_one_line_naming_file_record_and_video(tmp_path, training):
-  for name, (files, config, match) in _bad_records(tmp_path).items():
+  for _name, (files, config, match) in _bad_records(tmp_path).items():
     one_line_error(files, config, match, training)
 
 

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import REPO, padded_videos, run_cli as run
+from conftest import REPO, padded_videos
+from conftest import run_cli as run
 from yt8m import models, readers
 from yt8m.models import layers, selector
 

@@ -336,7 +336,8 @@ def _numpy_lstm(x, kernel, recurrent, bias):
   """Keras LSTM maths (gate order i, f, c, o) over every row of x [T, D]."""
   units = recurrent.shape[0]
   h, c = np.zeros(units), np.zeros(units)
-  sigmoid = lambda z: 1 / (1 + np.exp(-z))
+  def sigmoid(z):
+    return 1 / (1 + np.exp(-z))
   outputs = []
   for frame in x:
     z = frame @ kernel + h @ recurrent + bias

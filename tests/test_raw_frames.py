@@ -40,7 +40,7 @@ def assert_identical(monkeypatch, files, config, **kwargs):
   # TensorFlow's own messages name graph nodes, which differ: compare what comes before.
   assert (error or "").split("{{")[0] == (want_error or "").split("{{")[0]
   assert len(got) == len(want)
-  for a, b in zip(got, want):
+  for a, b in zip(got, want, strict=True):
     assert list(a) == list(b)
     for key in a:
       assert a[key].dtype == b[key].dtype and a[key].shape == b[key].shape, key
@@ -137,7 +137,7 @@ def test_unusual_encodings_are_located_or_sent_to_the_full_parser():
       "an unknown top-level field": (_record([rgb, audio]) + _field(3, b"x"), False),
   }
   ok, _ = located([record for record, _ in cases.values()])
-  assert dict(zip(cases, ok)) == {name: want for name, (_, want) in cases.items()}
+  assert dict(zip(cases, ok, strict=True)) == {name: want for name, (_, want) in cases.items()}
 
 
 def test_every_encoding_reads_as_the_full_parser_reads_it(tmp_path, monkeypatch, capfd):

@@ -85,8 +85,8 @@ def test_random_frames_at_eval_depend_only_on_the_video(tmp_path):
   b = write_records(tmp_path / "b.tfrecord", records[::-1])
   config = readers.ReaderConfig(student_frames=8, frame_selection="random")
   first, second = read_all([a], config, 4), read_all([b], config, 3)
-  by_id = dict(zip(second["video_ids"], second["frame_indices"]))
-  for vid, idx in zip(first["video_ids"], first["frame_indices"]):
+  by_id = dict(zip(second["video_ids"], second["frame_indices"], strict=True))
+  for vid, idx in zip(first["video_ids"], first["frame_indices"], strict=True):
     np.testing.assert_array_equal(idx, by_id[vid])
 
 

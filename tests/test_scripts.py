@@ -42,9 +42,9 @@ def test_sanity_report_prints_gap_per_budget(tmp_path):
                     "--top_classes=8", "--ks=1,5", "--strategies=uniform,last")
   lines = [line.split() for line in proc.stdout.splitlines() if line[:4].strip().isdigit()
            or line.startswith(" all")]
-  assert [(l[0], l[1]) for l in lines] == [("all", "-"), ("1", "uniform"), ("5", "uniform"),
+  assert [(row[0], row[1]) for row in lines] == [("all", "-"), ("1", "uniform"), ("5", "uniform"),
                                            ("1", "last"), ("5", "last")]
-  assert all(0 <= float(l[2]) <= 1 for l in lines)
+  assert all(0 <= float(row[2]) <= 1 for row in lines)
 
 
 def test_selector_study_and_selection_report(tmp_path):

@@ -64,8 +64,8 @@ def test_ratings_follow_where_labels_are_visible(rated):
                for f in ex.feature_lists.feature_list[synthetic.VISIBLE_KEY].feature]
     assert labels and len(labels) == len(starts) == len(scores)  # every video is rated
     assert set(labels) <= set(ctx["labels"].int64_list.value) & whitelist
-    assert len(set(zip(labels, starts))) == len(labels)
-    for label, start, score in zip(labels, starts, scores):
+    assert len(set(zip(labels, starts, strict=True))) == len(labels)
+    for label, start, score in zip(labels, starts, scores, strict=True):
       assert start % 5 == 0 and start + 5 <= min(len(visible), 300)
       shown = [label in visible[t] for t in range(start, start + 5)]
       assert all(shown) if score == 1.0 else (score == 0.0 and not any(shown))
@@ -174,7 +174,7 @@ def test_metric_matches_brute_force(tmp_path):
   truth[(segments[0], 9)] = 0.0  # a class with only negatives is not in the mean
   files = [write_truth(tmp_path / "truth.tfrecord", truth)]
   ratings = segment_scoring.read_ratings(files, num_classes=10)
-  for trial in range(20):
+  for _trial in range(20):
     rows = {}
     for c in rng.permutation(10)[:int(rng.integers(5, 11))]:  # some classes without a row
       rows[int(c)] = list(rng.choice(segments, int(rng.integers(0, 60)), replace=False))

@@ -105,7 +105,7 @@ def test_intros_and_outros_are_mostly_background(builtin):
 def test_same_arguments_give_identical_bytes(tmp_path):
   a = synthetic.generate(str(tmp_path / "a"), num_videos=12, seed=5, num_shards=2)
   b = synthetic.generate(str(tmp_path / "b"), num_videos=12, seed=5, num_shards=2)
-  for pa, pb in zip(a, b):
+  for pa, pb in zip(a, b, strict=True):
     with open(pa, "rb") as fa, open(pb, "rb") as fb:
       assert fa.read() == fb.read()
   ma = json.load(open(tmp_path / "a" / "train_manifest.json"))

@@ -12,8 +12,13 @@ import tensorflow as tf
 from conftest import padded_videos
 from yt8m import building, models
 from yt8m.models import layers
-from yt8m.models.teachers import HierarchicalLstmModel, NetVlad, NetVladModel, NeXtVlad
-from yt8m.models.teachers import NeXtVladModel
+from yt8m.models.teachers import (
+  HierarchicalLstmModel,
+  NetVlad,
+  NetVladModel,
+  NeXtVlad,
+  NeXtVladModel,
+)
 
 C, D, RGB = 7, 12, 8  # features[..., :8] rgb, [..., 8:] audio
 CELLS = 3
@@ -177,7 +182,8 @@ def _numpy_lstm(frames, kernel, recurrent, bias):
   """Keras LSTM (gates i, f, c, o) over [S, F]; returns the outputs [S, U] and the final c."""
   units = recurrent.shape[0]
   h, c, outputs = np.zeros(units), np.zeros(units), []
-  sigmoid = lambda v: 1 / (1 + np.exp(-v))
+  def sigmoid(v):
+    return 1 / (1 + np.exp(-v))
   for frame in frames:
     z = frame @ kernel + h @ recurrent + bias
     i, f, g, o = (z[k * units:(k + 1) * units] for k in range(4))
@@ -286,7 +292,8 @@ def test_nextvlad_pooling_matches_numpy():
   mask = np.arange(6)[None, :] < n[:, None]
   out = layer(frames, mask).numpy()
   bn_scale = 1 / np.sqrt(1 + layers.SLIM_BN_EPSILON)  # fresh batch norms at inference
-  sigmoid = lambda v: 1 / (1 + np.exp(-v))
+  def sigmoid(v):
+    return 1 / (1 + np.exp(-v))
   d = 2 * D // 4
   for b, count in enumerate(n):
     e = frames[b, :count] @ layer.expand.kernel.numpy() + layer.expand.bias.numpy()
@@ -366,7 +373,7 @@ def test_checkpoint_round_trip(name, tmp_path):
   assert not np.allclose(fresh(x, num_frames=n)["predictions"], expected["predictions"])
   building.restore(path, model=fresh)
   assert_outputs_equal(fresh(x, num_frames=n), expected, atol=1e-6)
-  for restored, saved in zip(fresh.weights, model.weights):
+  for restored, saved in zip(fresh.weights, model.weights, strict=True):
     np.testing.assert_array_equal(restored.numpy(), saved.numpy(), err_msg=saved.path)
 
 

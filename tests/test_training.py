@@ -12,7 +12,8 @@ import pytest
 import tensorflow as tf
 from tensorboard.backend.event_processing import event_accumulator
 
-from conftest import REPO, SAMPLE, run_cli as run, sequence_example, write_records
+from conftest import REPO, SAMPLE, sequence_example, write_records
+from conftest import run_cli as run
 
 VIDEO_TRAIN = str(SAMPLE / "video_level_2018" / "validate000[0-1].tfrecord")
 VIDEO_EVAL = str(SAMPLE / "video_level_2018" / "validate0003.tfrecord")
@@ -283,7 +284,7 @@ def test_every_model_round_trips_through_a_checkpoint(tmp_path, name):
   saved = tf.train.Checkpoint(model=original).save(str(tmp_path / "ckpt"))
   copy = building.build_model(run_cfg)  # fresh random weights
   assert any(not np.array_equal(a.numpy(), b.numpy())
-             for a, b in zip(copy.weights, original.weights))
+             for a, b in zip(copy.weights, original.weights, strict=True))
   building.restore(saved, model=copy)
   np.testing.assert_array_equal(copy(features, num_frames)["predictions"],
                                 original(features, num_frames)["predictions"])

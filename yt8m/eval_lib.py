@@ -15,7 +15,6 @@ from yt8m import building, losses, metrics, readers
 from yt8m import progress as progress_lib
 from yt8m import run_config as run_config_lib
 
-
 # No checkpoint to evaluate, or an unusable one (one line naming the path).
 EvalError = building.CheckpointError
 CheckpointGone = building.CheckpointGone

@@ -34,7 +34,7 @@ def predict_top_k(model: keras.Model, run: run_config_lib.RunConfig, files: Sequ
   for batch in progress.iterate(readers.iterate_numpy(files, reader, batch_size)):
     predictions = predict(batch["features"], batch["num_frames"]).numpy()
     classes, scores = metrics.top_k_sorted(predictions, top_k)
-    for video_id, row_classes, row_scores in zip(batch["video_ids"], classes, scores):
+    for video_id, row_classes, row_scores in zip(batch["video_ids"], classes, scores, strict=True):
       yield video_id.decode(), row_classes.tolist(), row_scores.tolist()
     count += len(predictions)
     progress.update(len(predictions), batch["record_bytes"].sum())
@@ -227,12 +227,15 @@ def predict_segments(model: keras.Model, run: run_config_lib.RunConfig, files: S
     pending.append((classes[rows, cols], top[rows, cols], rows + len(segment_ids)))
     segment_ids.extend(v.decode() for v in batch["video_ids"])
     if sum(p[0].size for p in pending) > 4 * max_per_class * whitelist.size:
-      kept = _top_per_class(*(np.concatenate(x) for x in zip(kept, *pending)), max_per_class)
+      kept = _top_per_class(*(np.concatenate(x) for x in zip(kept, *pending, strict=True)),
+                            max_per_class)
       pending = []
-  kept = _top_per_class(*(np.concatenate(x) for x in zip(kept, *pending)), max_per_class)
+  kept = _top_per_class(*(np.concatenate(x) for x in zip(kept, *pending, strict=True)),
+                        max_per_class)
   logging.info("%d segments, %d class rows", len(segment_ids), np.unique(kept[0]).size)
   classes, _, segments = kept
   bounds = np.flatnonzero(np.diff(classes)) + 1
-  for group_classes, group_segments in zip(np.split(classes, bounds), np.split(segments, bounds)):
+  for group_classes, group_segments in zip(np.split(classes, bounds), np.split(segments, bounds),
+                                           strict=True):
     if group_classes.size:
       yield int(group_classes[0]), [segment_ids[i] for i in group_segments]

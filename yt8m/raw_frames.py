@@ -240,7 +240,7 @@ def parse_batch(paths, indices, serialized, config: "readers.ReaderConfig", trai
       frames = tf.where(frames < num_frames[:, None], frames, -1)
     real = frames >= 0
     parts = []
-    for f, (name, size) in enumerate(zip(names, sizes)):
+    for f, (_name, size) in enumerate(zip(names, sizes, strict=True)):
       available = counts[:, f:f + 1]
       picked = gather(serialized, starts[:, f], tf.clip_by_value(frames, 0, available - 1), size)
       values = readers.dequantize(tf.io.decode_raw(picked, tf.uint8))

@@ -257,7 +257,7 @@ def _check_files(files: Sequence[str], config: ReaderConfig) -> list[int]:
   Python per file, not per record."""
   with concurrent.futures.ThreadPoolExecutor(min(16, len(files))) as pool:
     infos = list(pool.map(_inspect, files))
-  for path, info in zip(files, infos):
+  for path, info in zip(files, infos, strict=True):
     if info.id_key is None:
       logging.warning("%s: 0 records (an empty file)", path)
       continue
@@ -277,7 +277,7 @@ def _check_files(files: Sequence[str], config: ReaderConfig) -> list[int]:
                     "this is frame-level data, pass --frame_features")
       raise DataError(f"{where}: no feature {absent[0]!r} (--feature_names); {found}")
   by_key = {}
-  for path, info in zip(files, infos):
+  for path, info in zip(files, infos, strict=True):
     if info.id_key:
       by_key.setdefault(info.id_key, []).append(path)
   if len(by_key) > 1 and not config.allow_mixed_id_keys:
@@ -334,7 +334,8 @@ def _label_checks(labels, config, path, index, video_id):
                          "missing key 'labels' (or an empty label list); unlabelled files can "
                          "only be used for inference"))
   in_range = tf.reduce_all((labels >= 0) & (labels < config.num_classes))
-  out_of_range = lambda: tf.boolean_mask(labels, (labels < 0) | (labels >= config.num_classes))
+  def out_of_range():
+    return tf.boolean_mask(labels, (labels < 0) | (labels >= config.num_classes))
   checks.append(_check(in_range, path, index, video_id, lambda: tf.strings.join([
       "label id ", tf.strings.as_string(out_of_range()[0]), " is outside [0, ",
       str(config.num_classes), "); is --num_classes right (3862 for 2018+ data, 4716 for 2017)?"
@@ -444,7 +445,7 @@ def _parse_frame_level(path, index, serialized, config: ReaderConfig, training: 
     checks += _segment_checks(context, config, path, index, video_id)
   else:
     checks += _label_checks(labels, config, path, index, video_id)
-  for name, size in zip(config.feature_names, config.feature_sizes):
+  for name, size in zip(config.feature_names, config.feature_sizes, strict=True):
     frames = sequences[name]
     checks.append(_check(tf.size(frames) > 0, path, index, video_id,
                          f"0 frames of '{name}' (missing or empty feature list; if this is "
@@ -452,7 +453,7 @@ def _parse_frame_level(path, index, serialized, config: ReaderConfig, training: 
     lengths = tf.strings.length(frames)
     # The message is built right away, inside _check's false branch (no late binding).
     checks.append(_check(tf.reduce_all(lengths == size), path, index, video_id,
-                         lambda: tf.strings.join([
+                         lambda name=name, lengths=lengths, size=size: tf.strings.join([
                              f"a '{name}' frame has ",
                              tf.strings.as_string(tf.boolean_mask(lengths, lengths != size)[0]),
                              f" bytes, expected {size} (--feature_sizes)"])))
@@ -471,7 +472,7 @@ def _parse_frame_level(path, index, serialized, config: ReaderConfig, training: 
   length = config.max_frames if full_length else config.num_output_frames
   pad = length - tf.size(indices)
   parts = []
-  for name, size in zip(config.feature_names, config.feature_sizes):
+  for name, size in zip(config.feature_names, config.feature_sizes, strict=True):
     frames = sequences[name]
     available = tf.size(frames, out_type=tf.int32)
     # Other features may have fewer frames than the first one: those rows stay zero.
@@ -530,7 +531,7 @@ def _parse_video_level(paths, indices, serialized, config: ReaderConfig):
   label_ok = tf.reduce_all((labels >= 0) & (labels < config.num_classes), axis=1)
   checks.append(row_check(label_ok, f"a label id is outside [0, {config.num_classes}); is "
                           "--num_classes right (3862 for 2018+ data, 4716 for 2017)?"))
-  for name, size in zip(config.feature_names, config.feature_sizes):
+  for name, size in zip(config.feature_names, config.feature_sizes, strict=True):
     lengths = parsed[name].row_lengths()
     checks.append(row_check(lengths > 0, f"no feature '{name}' (absent or empty; "
                             "--feature_names; if this is frame-level data, pass "
@@ -542,7 +543,7 @@ def _parse_video_level(paths, indices, serialized, config: ReaderConfig):
   with tf.control_dependencies(checks):
     features = tf.concat(
         [tf.zeros([num_rows, 0])] + [parsed[name].to_tensor(shape=[None, size])
-         for name, size in zip(config.feature_names, config.feature_sizes)], axis=1)
+         for name, size in zip(config.feature_names, config.feature_sizes, strict=True)], axis=1)
     features = tf.identity(features)
     pairs = tf.stack([tf.cast(labels.value_rowids(), tf.int64), labels.flat_values], axis=1)
     labels_dense = _multi_hot(pairs, num_rows, config.num_classes)

@@ -136,7 +136,7 @@ def read_ratings(files: Sequence[str], num_classes: int, batch_size: int = 1024)
       index = 0
       for batch in ds.as_numpy_iterator():
         columns = [batch[k] for k in ("segment_labels", "segment_start_times", "segment_scores")]
-        for video_id, labels, starts, scores in zip(batch["id"], *columns):
+        for video_id, labels, starts, scores in zip(batch["id"], *columns, strict=True):
           where = f"{path}: record {index}"
           index += 1
           video_id = video_id.decode("utf-8", "replace")
@@ -161,7 +161,8 @@ def read_ratings(files: Sequence[str], num_classes: int, batch_size: int = 1024)
           if not np.isfinite(scores).all() or scores.min() < 0 or scores.max() > 1:
             raise readers.DataError(f"{where}: video {video_id!r}: a segment score is outside "
                                     "[0, 1]")
-          for label, start, score in zip(labels.tolist(), starts.tolist(), scores.tolist()):
+          for label, start, score in zip(labels.tolist(), starts.tolist(), scores.tolist(),
+                                         strict=True):
             rated = by_class.setdefault(label, {})
             segment = f"{video_id}:{start}"
             if segment in rated:

@@ -23,7 +23,7 @@ class SubmissionError(ValueError):
 
 
 def format_row(video_id: str, classes: Sequence[int], scores: Sequence[float]) -> str:
-  pairs = " ".join(f"{int(c)} {float(s):g}" for c, s in zip(classes, scores))
+  pairs = " ".join(f"{int(c)} {float(s):g}" for c, s in zip(classes, scores, strict=True))
   return f"{video_id},{pairs}"
 
 

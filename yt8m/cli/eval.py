@@ -22,8 +22,7 @@ import sys
 
 from absl import app, flags, logging
 
-from yt8m import eval_lib, flag_checks, outputs, readers, run_config, segment_scoring
-from yt8m import submission
+from yt8m import eval_lib, flag_checks, outputs, readers, run_config, segment_scoring, submission
 from yt8m.cli import command, common_flags
 
 flags.DEFINE_string("train_dir", "/tmp/yt8m_model/", "The directory to load the model files "

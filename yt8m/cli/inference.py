@@ -14,8 +14,7 @@ import sys
 from absl import app, flags, logging
 
 import yt8m
-from yt8m import (eval_lib, flag_checks, inference_lib, outputs, readers, run_config,
-                  submission)
+from yt8m import eval_lib, flag_checks, inference_lib, outputs, readers, run_config, submission
 from yt8m.cli import command
 
 flags.DEFINE_string("train_dir", "", "The directory to load the model files from. We assume "

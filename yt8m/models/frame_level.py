@@ -11,8 +11,7 @@ import math
 import keras
 import tensorflow as tf
 
-from yt8m.models import layers
-from yt8m.models import video_level
+from yt8m.models import layers, video_level
 
 DBOF_ACTIVATIONS = {"sigmoid": tf.sigmoid, "relu6": tf.nn.relu6}
 

@@ -14,8 +14,7 @@ import math
 import keras
 import tensorflow as tf
 
-from yt8m.models import layers
-from yt8m.models import video_level
+from yt8m.models import layers, video_level
 
 
 def _slim_batch_norm(name: str, **kwargs) -> keras.layers.BatchNormalization:
@@ -178,7 +177,7 @@ class HierarchicalLstmModel(layers.HparamsConfig, keras.Model):
        "intermediate_mask": [B, b] float32, 1 for blocks with at least one real frame}.
     """
     frames, num_frames, _ = _real_frames(features, num_frames)
-    l = self.hrnn_block_frames
+    l = self.hrnn_block_frames  # noqa: E741 (the paper's l)
     batch, length = tf.shape(frames)[0], tf.shape(frames)[1]
     num_blocks = (length + l - 1) // l
     frames = tf.pad(frames, [[0, 0], [0, num_blocks * l - length], [0, 0]])
