@@ -792,6 +792,7 @@ def _first_line(message: str) -> str:
   """TensorFlow's error text without its function-node and op decorations."""
   message = re.sub(r"\{\{[^}]*\}\}|\[\[[^\]]*\]\]|\[Op:[^\]]*\].*", "", message)
   message = message.split("transformation with iterator:")[-1]
+  message = re.sub(r"^\s*Iterator::\S+:\s*", "", message)  # the tf.data iterator's path
   return " ".join(message.split())
 
 
