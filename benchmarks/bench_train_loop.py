@@ -27,7 +27,7 @@ from yt8m import models, readers, run_config, synthetic, train_lib  # noqa: E402
 
 flags.DEFINE_integer("rounds", 3, "Rounds per setting (median).")
 flags.DEFINE_string("models", "LogisticModel,HierarchicalLstmModel", "Models to time.")
-flags.DEFINE_integer("batch_size", 64, "Batch size.")
+flags.DEFINE_integer("batch_size", 16, "Batch size (small: the per-step overhead shows).")
 FLAGS = flags.FLAGS
 
 SAMPLE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data",

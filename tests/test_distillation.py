@@ -139,13 +139,12 @@ def test_baseline_and_fine_tuning(tmp_path, frame_data, teacher_dir):
              "--frame_selection=random", f"--init_from={base}", "--base_learning_rate=1e-12")
   assert "Starting from the model weights" in proc.stderr and "training step 1 |" in proc.stderr
   # A learning rate of 1e-12 leaves the weights where --init_from put them: the base's.
-  start = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(base)))
-  end = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(tuned)))
-  names = [n for n in start.get_variable_to_shape_map()
-           if n.startswith("model/") and "OPTIMIZER" not in n]
-  assert names
-  for name in names:
-    np.testing.assert_allclose(end.get_tensor(name), start.get_tensor(name), atol=1e-6)
+  from yt8m import building
+  start = building.load_model(str(base))[1].weights
+  end = building.load_model(str(tuned))[1].weights
+  assert start
+  for a, b in zip(start, end, strict=True):
+    np.testing.assert_allclose(b.numpy(), a.numpy(), atol=1e-6, err_msg=a.path)
 
 
 @pytest.mark.slow
@@ -204,8 +203,9 @@ def test_cached_frozen_teacher_gives_the_same_losses(tmp_path, frame_data, teach
                f"--train_dir={tmp_path}/{flag.strip('-')}", "--max_steps=3",
                "--student_frames=4", f"--teacher_dir={teacher_dir}", "--seed=5",
                "--log_every_steps=1", flag)
+    # "training step N | Loss: x Examples/sec: y | terms | progress": the loss and the terms.
     lines[flag] = [line.split("| ", 1)[1].split(" Examples/sec")[0] + line.split(
-        "Examples/sec: ")[1].split("| ", 1)[1] for line in proc.stderr.splitlines()
+        "Examples/sec: ")[1].split(" | ")[1] for line in proc.stderr.splitlines()
                    if "training step" in line]
     cached_lines = [line for line in proc.stderr.splitlines()
                     if "Cached the frozen teacher" in line]
