@@ -12,8 +12,14 @@ import tensorflow as tf
 from conftest import padded_videos
 from yt8m import building, models
 from yt8m.models import layers
-from yt8m.models.teachers import HierarchicalLstmModel, NetVlad, NetVladModel, NeXtVlad
-from yt8m.models.teachers import AttentionPoolingModel, NeXtVladModel
+from yt8m.models.teachers import (
+  AttentionPoolingModel,
+  HierarchicalLstmModel,
+  NetVlad,
+  NetVladModel,
+  NeXtVlad,
+  NeXtVladModel,
+)
 
 C, D, RGB = 7, 12, 8  # features[..., :8] rgb, [..., 8:] audio
 CELLS = 3

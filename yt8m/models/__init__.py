@@ -11,8 +11,12 @@ from __future__ import annotations
 import keras
 
 from yt8m.models.frame_level import DbofModel, FrameLevelLogisticModel, LstmModel
-from yt8m.models.teachers import AttentionPoolingModel, HierarchicalLstmModel, NetVladModel
-from yt8m.models.teachers import NeXtVladModel
+from yt8m.models.teachers import (
+  AttentionPoolingModel,
+  HierarchicalLstmModel,
+  NetVladModel,
+  NeXtVladModel,
+)
 from yt8m.models.video_level import LogisticModel, MoeModel
 
 MODELS = {
