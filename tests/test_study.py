@@ -6,7 +6,7 @@ import json
 import pytest
 import tensorflow as tf
 
-from yt8m import eval_lib, readers, study, train_lib
+from yt8m import building, eval_lib, readers, study, train_lib
 
 ROW_KEYS = {"model", "k", "seed", "family", "gap", "map", "val_gap", "epochs", "epochs_trained",
             "seconds", "curve", "checkpoint", "num_train", "num_eval"}
@@ -136,3 +136,38 @@ def test_study_rows_outputs_resume_and_eval_files_read_last(frame_data, tmp_path
   assert [r["model"] for r in again] == [r["model"] for r in rows]
   assert [kind for kind, _ in events] == ["train", "score", "score"]
   assert again[-1]["epochs_trained"] == 2 and (run_dir / f"model.ckpt-{step_2}.index").exists()
+
+
+@pytest.mark.parametrize("family", sorted(study.FAMILIES))
+def test_every_family_builds_its_teacher_and_students(family, tmp_path):
+  config = study.StudyConfig(output_dir=str(tmp_path), train_files=(), eval_files=(),
+                             recipe=study.BUDGETS["quick"], family=family, num_classes=5)
+  for row in study.planned_rows(config):
+    if row["model"] in ("distilled", "learned"):
+      continue  # these need a trained teacher (the slow test above trains them)
+    run = study.build_run(config, row)
+    assert run.model == study.FAMILIES[family].model and run.student_frames == row["k"]
+    assert run.frame_selection == ("random" if row["model"] == "random" else "uniform")
+    out = building.dummy_outputs(building.build_model(run), run)
+    assert out["predictions"].shape == (1, 5)
+
+
+def test_flags_make_the_config_and_bad_ones_name_the_flag(frame_data, tmp_path):
+  train, other = (str(frame_data / f"train{i}.tfrecord") for i in (0, 1))
+  base = ["yt8m-study", f"--train_data_pattern={train}", f"--output_dir={tmp_path}"]
+  try:
+    study.FLAGS(base + [f"--eval_data_pattern={other}", "--budget=full", "--ks=5,20",
+                        "--num_classes=4", "--family=hrnn"])
+    config = study.config_from_flags()
+    assert config.recipe.ks == (5, 20) and config.recipe.seeds == (1, 2, 3)
+    assert config.family == "hrnn" and config.eval_files == (other,)
+    for extra, message in (([f"--eval_data_pattern={train}"], "share"),
+                           ([f"--eval_data_pattern={other}", "--ks=0"], "--ks"),
+                           ([f"--eval_data_pattern={other}", "--seeds=a"], "--seeds"),
+                           ([], "--eval_data_pattern is required")):
+      study.FLAGS.unparse_flags()
+      study.FLAGS(base + extra)
+      with pytest.raises(study.StudyError, match=message):
+        study.config_from_flags()
+  finally:
+    study.FLAGS.unparse_flags()
