@@ -19,10 +19,12 @@ SMALL = {
     "NetVladModel": dict(rgb_size=8, netvlad_cluster_size=4, netvlad_hidden_size=5),
     "NeXtVladModel": dict(rgb_size=8, nextvlad_cluster_size=4, nextvlad_hidden_size=5,
                           groups=2, gating_reduction=2),
+    "AttentionPoolingModel": dict(attention_scorer_size=4, attention_heads=2,
+                                  attention_hidden_size=5),
 }
 REPRESENTATION_SIZE = {"LogisticModel": D, "MoeModel": D, "FrameLevelLogisticModel": D,
                        "DbofModel": 8, "LstmModel": 6, "HierarchicalLstmModel": 12,
-                       "NetVladModel": 5, "NeXtVladModel": 5}
+                       "NetVladModel": 5, "NeXtVladModel": 5, "AttentionPoolingModel": 5}
 
 
 def build(name, **hparams):
@@ -42,7 +44,7 @@ def inputs(name, seed=0):
 def test_registry_covers_the_starter_and_teacher_models():
   assert set(models.MODELS) == {"LogisticModel", "MoeModel", "FrameLevelLogisticModel",
                                 "DbofModel", "LstmModel", "HierarchicalLstmModel",
-                                "NetVladModel", "NeXtVladModel"}
+                                "NetVladModel", "NeXtVladModel", "AttentionPoolingModel"}
   assert models.VIDEO_LEVEL_MODELS | models.FRAME_LEVEL_MODELS == set(models.MODELS)
   assert not models.VIDEO_LEVEL_MODELS & models.FRAME_LEVEL_MODELS
 

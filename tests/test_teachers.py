@@ -13,6 +13,7 @@ from conftest import padded_videos
 from yt8m import building, models
 from yt8m.models import layers
 from yt8m.models.teachers import (
+  AttentionPoolingModel,
   HierarchicalLstmModel,
   NetVlad,
   NetVladModel,
@@ -27,10 +28,12 @@ SMALL = {
     "NetVladModel": dict(rgb_size=RGB, netvlad_cluster_size=4, netvlad_hidden_size=8),
     "NeXtVladModel": dict(rgb_size=RGB, nextvlad_cluster_size=4, nextvlad_hidden_size=8,
                           groups=2, gating_reduction=2),
+    "AttentionPoolingModel": dict(attention_scorer_size=5, attention_heads=2,
+                                  attention_hidden_size=6, attention_drop_rate=0.0),
 }
 NAMES = sorted(SMALL)
 REPRESENTATION_SIZE = {"HierarchicalLstmModel": 4 * CELLS, "NetVladModel": 8,
-                       "NeXtVladModel": 8}
+                       "NeXtVladModel": 8, "AttentionPoolingModel": 6}
 VLAD_NAMES = ["NetVladModel", "NeXtVladModel"]
 
 
@@ -52,7 +55,8 @@ def assert_outputs_equal(a, b, atol=1e-5, keys=("predictions", "representation")
 
 def test_registry_builds_the_teachers():
   for name, cls in (("HierarchicalLstmModel", HierarchicalLstmModel),
-                    ("NetVladModel", NetVladModel), ("NeXtVladModel", NeXtVladModel)):
+                    ("NetVladModel", NetVladModel), ("NeXtVladModel", NeXtVladModel),
+                    ("AttentionPoolingModel", AttentionPoolingModel)):
     assert models.MODELS[name] is cls
     assert name in models.FRAME_LEVEL_MODELS and name not in models.VIDEO_LEVEL_MODELS
     # HPARAMS, the one list of a model's hyper-parameters, names constructor keywords.
@@ -114,6 +118,9 @@ PADDING_CONFIGS = [
     ("NetVladModel", dict(netvlad_relu=True)),
     ("NeXtVladModel", dict(drop_rate=0.0)),
     ("NeXtVladModel", dict(drop_rate=0.0, video_level_classifier_model="MoeModel")),
+    ("AttentionPoolingModel", {}),
+    ("AttentionPoolingModel", dict(attention_heads=1,
+                                   video_level_classifier_model="LogisticModel")),
 ]
 
 
@@ -402,6 +409,11 @@ def test_unknown_hparam_is_rejected(name):
     ("NeXtVladModel", dict(drop_rate=1.0), "drop_rate"),
     ("NeXtVladModel", dict(drop_rate="0.5"), "drop_rate"),
     ("NeXtVladModel", dict(moe_num_mixtures=0), "moe_num_mixtures"),
+    ("AttentionPoolingModel", dict(attention_heads=0), "attention_heads"),
+    ("AttentionPoolingModel", dict(attention_scorer_size=1.5), "attention_scorer_size"),
+    ("AttentionPoolingModel", dict(attention_hidden_size=0), "attention_hidden_size"),
+    ("AttentionPoolingModel", dict(attention_drop_rate=1.0), "attention_drop_rate"),
+    ("AttentionPoolingModel", dict(frame_dropout=-0.1), "frame_dropout"),
 ])
 def test_bad_hparam_values_name_the_parameter(name, hparams, bad):
   with pytest.raises(ValueError, match=bad):
@@ -420,3 +432,43 @@ def test_nextvlad_audio_groups_must_divide_the_audio_width():
   x = np.ones((1, 3, 11), np.float32)
   with pytest.raises(ValueError, match="divisible by groups"):
     build("NeXtVladModel", groups=4, expansion=1)(x)
+
+
+# --- attention pooling ------------------------------------------------------------------------
+
+
+def test_attention_frame_weights_are_a_distribution_over_the_real_frames():
+  model = build("AttentionPoolingModel")
+  x, n = videos([20, 9, 1], 24, seed=20, pad_value=7.0)
+  weights = model(x, num_frames=n)["frame_weights"].numpy()
+  assert weights.shape == (3, 24)
+  for b, count in enumerate(n):
+    np.testing.assert_array_equal(weights[b, count:], 0.0)
+    assert np.all(weights[b, :count] > 0)
+    np.testing.assert_allclose(weights[b].sum(), 1.0, atol=1e-5)
+
+
+def test_attention_pooling_ignores_frame_order_and_is_the_weighted_mean():
+  model = build("AttentionPoolingModel", attention_heads=1)
+  x, n = videos([15, 8], 15, seed=21)
+  out = model(x, num_frames=n)
+  shuffled = x.copy()
+  rng = np.random.default_rng(22)
+  for b, count in enumerate(n):
+    shuffled[b, :count] = x[b, rng.permutation(count)]
+  assert_outputs_equal(out, model(shuffled, num_frames=n))
+  # One head: the pooled vector is sum_t a_t x_t of the normalised frames.
+  frames = layers.l2_normalize_frames(x).numpy()
+  pooled = np.einsum("bt,btd->bd", out["frame_weights"].numpy(), frames)
+  np.testing.assert_allclose(model.hidden(pooled).numpy(), out["representation"], atol=1e-5)
+
+
+def test_attention_frame_dropout_only_when_training_and_never_empty():
+  model = build("AttentionPoolingModel", frame_dropout=0.5)
+  x, n = videos([20, 9, 1], 20, seed=23)
+  assert_outputs_equal(model(x, num_frames=n), model(x, num_frames=n), atol=0,
+                       keys=("predictions", "representation", "frame_weights"))
+  trained = model(x, num_frames=n, training=True)["frame_weights"].numpy()
+  assert np.any(trained[0, :20] == 0)  # some real frames hidden
+  np.testing.assert_allclose(trained.sum(axis=1), 1.0, atol=1e-5)  # at least one left
+  np.testing.assert_allclose(trained[2, 0], 1.0, atol=1e-6)  # a one-frame video keeps it

@@ -18,6 +18,7 @@ and after_update() in cross-replica context.
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from typing import Sequence
 
@@ -159,6 +160,27 @@ class TeacherCache:
     return {f"teacher_{key}": tf.gather(value, rows) for key, value in self.values.items()}
 
 
+# The last frozen teacher's outputs, kept for the next run of the same process that asks for
+# them (the study trains every student epoch by epoch, one train() call each, from one
+# teacher): the key names the checkpoint (and when it was written), the teacher and the files.
+_TEACHER_CACHES: dict = {}
+
+
+def _teacher_cache(teacher: keras.Model, teacher_run: run_config_lib.RunConfig,
+                   checkpoint: str, files: Sequence[str]) -> TeacherCache:
+  key = (checkpoint, tf.io.gfile.stat(checkpoint + ".index").mtime_nsec,
+         json.dumps(teacher_run.to_json(), sort_keys=True), tuple(files))
+  if key in _TEACHER_CACHES:
+    logging.info("Reusing the frozen teacher's outputs cached for %s.", checkpoint)
+    return _TEACHER_CACHES[key]
+  _TEACHER_CACHES.clear()
+  start = time.perf_counter()
+  cache = _TEACHER_CACHES[key] = TeacherCache(teacher, teacher_run, files)
+  logging.info("Cached the frozen teacher's outputs for %d videos in %.1f s.",
+               cache.num_videos, time.perf_counter() - start)
+  return cache
+
+
 class Distillation(Supervised):
   """A student on k frames learning from a teacher on all frames (Bhardwaj et al.)."""
 
@@ -200,10 +222,8 @@ class Distillation(Supervised):
     logging.info("Teacher (frozen): %s", self.setup.teacher_checkpoint)
     building.restore(self.setup.teacher_checkpoint, model=self.teacher)
     if self.cached:
-      start = time.perf_counter()
-      self.cache = TeacherCache(self.teacher, self.run.teacher, files)
-      logging.info("Cached the frozen teacher's outputs for %d videos in %.1f s.",
-                   self.cache.num_videos, time.perf_counter() - start)
+      self.cache = _teacher_cache(self.teacher, self.run.teacher,
+                                  self.setup.teacher_checkpoint, files)
 
   def after_restore(self) -> None:
     self.mirror_head()

@@ -43,6 +43,14 @@ flags.DEFINE_integer("groups", 8, "NeXtVladModel: groups.")
 flags.DEFINE_integer("expansion", 2, "NeXtVladModel: expansion factor.")
 flags.DEFINE_integer("gating_reduction", 8, "NeXtVladModel: SE context gating reduction.")
 flags.DEFINE_float("drop_rate", 0.5, "NeXtVladModel: dropout on the VLAD vector (training).")
+flags.DEFINE_integer("attention_scorer_size", 128, "AttentionPoolingModel: width of the gated "
+                     "frame scorer.")
+flags.DEFINE_integer("attention_heads", 4, "AttentionPoolingModel: attention heads.")
+flags.DEFINE_integer("attention_hidden_size", 512, "AttentionPoolingModel: hidden layer width.")
+flags.DEFINE_float("attention_drop_rate", 0.5, "AttentionPoolingModel: dropout on the pooled "
+                   "frames (training).")
+flags.DEFINE_float("frame_dropout", 0.0, "AttentionPoolingModel: probability of hiding a real "
+                   "frame from the attention (training).")
 
 FLAGS = flags.FLAGS
 
@@ -52,7 +60,9 @@ MODEL_FLAG_NAMES = ("moe_num_mixtures", "iterations", "dbof_add_batch_norm",
                     "lstm_cells", "lstm_layers", "hrnn_block_frames", "netvlad_cluster_size",
                     "netvlad_hidden_size", "netvlad_add_batch_norm", "netvlad_relu", "gating",
                     "moe_prob_gating", "nextvlad_cluster_size", "nextvlad_hidden_size",
-                    "groups", "expansion", "gating_reduction", "drop_rate")
+                    "groups", "expansion", "gating_reduction", "drop_rate",
+                    "attention_scorer_size", "attention_heads", "attention_hidden_size",
+                    "attention_drop_rate", "frame_dropout")
 
 
 def model_hparams(model_name: str, feature_sizes: tuple[int, ...] = ()) -> dict:

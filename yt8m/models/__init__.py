@@ -11,7 +11,12 @@ from __future__ import annotations
 import keras
 
 from yt8m.models.frame_level import DbofModel, FrameLevelLogisticModel, LstmModel
-from yt8m.models.teachers import HierarchicalLstmModel, NetVladModel, NeXtVladModel
+from yt8m.models.teachers import (
+  AttentionPoolingModel,
+  HierarchicalLstmModel,
+  NetVladModel,
+  NeXtVladModel,
+)
 from yt8m.models.video_level import LogisticModel, MoeModel
 
 MODELS = {
@@ -23,10 +28,12 @@ MODELS = {
     "HierarchicalLstmModel": HierarchicalLstmModel,
     "NetVladModel": NetVladModel,
     "NeXtVladModel": NeXtVladModel,
+    "AttentionPoolingModel": AttentionPoolingModel,
 }
 VIDEO_LEVEL_MODELS = frozenset({"LogisticModel", "MoeModel"})
 FRAME_LEVEL_MODELS = frozenset({"FrameLevelLogisticModel", "DbofModel", "LstmModel",
-                                "HierarchicalLstmModel", "NetVladModel", "NeXtVladModel"})
+                                "HierarchicalLstmModel", "NetVladModel", "NeXtVladModel",
+                                "AttentionPoolingModel"})
 
 
 def hparam_names(name: str) -> tuple[str, ...]:

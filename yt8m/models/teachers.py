@@ -595,3 +595,106 @@ class NeXtVladModel(layers.HparamsConfig, keras.Model):
     output = self.classifier(hidden, training=training)
     return {"predictions": output["predictions"], "representation": hidden}
 
+
+
+
+# ------------------------------------------------------------------------ attention pooling
+
+
+@keras.saving.register_keras_serializable(package="yt8m")
+class AttentionPoolingModel(layers.HparamsConfig, keras.Model):
+  """Gated attention pooling over all real frames (Ilse et al. 2018, attention-based MIL):
+  a teacher that can weight the informative frames, as a frame picker does, instead of
+  reading a final state after the last frame (H-RNN) or averaging every frame.
+
+  For frame t (L2-normalised) and head h: s_th = w_h . (tanh(V x_t) * sigmoid(U x_t)),
+  a_th = softmax over the video's real frames of s_th (0 on padding), pooled_h = sum_t a_th x_t.
+  The heads' pooled frames are concatenated -> dropout -> hidden Dense + relu (the
+  representation) -> classifier. "frame_weights" [B, T] is the heads' mean attention (sums to
+  1 over the real frames). Frame dropout (training only) hides each real frame with
+  probability frame_dropout, so no single frame can carry a video (a video keeps at least
+  one frame).
+
+  Args:
+    num_classes: C.
+    attention_scorer_size: width of the gated scorer (V and U).
+    attention_heads: H, independent attention distributions.
+    attention_hidden_size: width of the hidden layer (the representation).
+    attention_drop_rate: dropout on the pooled vector, when training only.
+    frame_dropout: probability of hiding a real frame, when training only.
+    video_level_classifier_model: 'MoeModel' or 'LogisticModel'.
+    moe_num_mixtures: experts of the MoE classifier.
+    l2_penalty: L2 scale of the classifier.
+  """
+
+  HPARAMS = ("attention_scorer_size", "attention_heads", "attention_hidden_size",
+             "attention_drop_rate", "frame_dropout", "video_level_classifier_model",
+             "moe_num_mixtures", "l2_penalty")
+
+  def __init__(self, num_classes: int, *, attention_scorer_size: int = 128,
+               attention_heads: int = 4, attention_hidden_size: int = 512,
+               attention_drop_rate: float = 0.5, frame_dropout: float = 0.0,
+               video_level_classifier_model: str = "MoeModel", moe_num_mixtures: int = 2,
+               l2_penalty: float = 1e-8, **kwargs):
+    super().__init__(**kwargs)
+    self.num_classes = layers.check_int("num_classes", num_classes)
+    self.attention_scorer_size = layers.check_int("attention_scorer_size",
+                                                  attention_scorer_size)
+    self.attention_heads = layers.check_int("attention_heads", attention_heads)
+    self.attention_hidden_size = layers.check_int("attention_hidden_size",
+                                                  attention_hidden_size)
+    self.attention_drop_rate = _check_rate("attention_drop_rate", attention_drop_rate)
+    self.frame_dropout = _check_rate("frame_dropout", frame_dropout)
+    video_level.set_classifier_hparams(self, video_level_classifier_model, moe_num_mixtures,
+                                       l2_penalty)
+    self.scorer_tanh = keras.layers.Dense(attention_scorer_size, activation="tanh",
+                                          name="scorer_tanh")
+    self.scorer_gate = keras.layers.Dense(attention_scorer_size, activation="sigmoid",
+                                          name="scorer_gate")
+    self.scorer_out = keras.layers.Dense(attention_heads, name="scorer_out")
+    self.dropout = keras.layers.Dropout(self.attention_drop_rate, name="pooled_dropout")
+    self.hidden = keras.layers.Dense(attention_hidden_size, activation="relu",
+                                     kernel_initializer="he_normal", name="hidden1")
+    self.classifier = video_level.build_classifier(
+        video_level_classifier_model, num_classes, l2_penalty=self.l2_penalty,
+        moe_num_mixtures=self.moe_num_mixtures, name="classifier")
+
+  def build(self, features_shape):
+    feature_size = _feature_size(features_shape, "AttentionPoolingModel")
+    frame_shape = (None, None, feature_size)
+    self.scorer_tanh.build(frame_shape)
+    self.scorer_gate.build(frame_shape)
+    self.scorer_out.build((None, None, self.attention_scorer_size))
+    self.hidden.build((None, self.attention_heads * feature_size))
+    self.classifier.build((None, self.attention_hidden_size))
+
+  def attend_mask(self, mask: tf.Tensor, training: bool) -> tf.Tensor:
+    """The frames attention may look at: the real ones, minus frame dropout when training."""
+    if not training or self.frame_dropout == 0:
+      return mask
+    kept = mask & (tf.random.uniform(tf.shape(mask)) >= self.frame_dropout)
+    any_kept = tf.reduce_any(kept, axis=1, keepdims=True)
+    return tf.where(any_kept, kept, mask)
+
+  def call(self, features, num_frames=None, training=False):
+    """Args:
+      features: [B, T, D] float32 raw frames, zero after each video's num_frames.
+      num_frames: [B] int32 real frames per video (None: all T).
+      training: dropout and frame dropout if True.
+
+    Returns:
+      {"predictions": [B, C], "representation": [B, attention_hidden_size],
+       "frame_weights": [B, T] float32 mean attention over heads, 0 on padding}.
+    """
+    frames, _, mask = _real_frames(features, num_frames)
+    attend = self.attend_mask(mask, training)
+    scores = tf.cast(self.scorer_out(self.scorer_tanh(frames) * self.scorer_gate(frames)),
+                     tf.float32)  # (B, T, H)
+    scores = tf.where(attend[:, :, None], scores, tf.fill(tf.shape(scores), -1e9))
+    weights = tf.nn.softmax(scores, axis=1) * tf.cast(attend, tf.float32)[:, :, None]
+    pooled = tf.einsum("bth,btd->bhd", tf.cast(weights, frames.dtype), frames)
+    pooled = tf.reshape(pooled, [-1, self.attention_heads * frames.shape[-1]])
+    hidden = self.hidden(self.dropout(pooled, training=training))
+    output = self.classifier(hidden, training=training)
+    return {"predictions": output["predictions"], "representation": hidden,
+            "frame_weights": tf.reduce_mean(weights, axis=2)}

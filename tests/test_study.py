@@ -1,0 +1,173 @@
+"""The study command: validation split, rows and outputs, resume, and that the eval files are
+read only after each run's epoch is chosen on validation."""
+
+import json
+
+import pytest
+import tensorflow as tf
+
+from yt8m import building, eval_lib, readers, study, train_lib
+
+ROW_KEYS = {"model", "k", "seed", "family", "gap", "map", "val_gap", "epochs", "epochs_trained",
+            "seconds", "curve", "checkpoint", "num_train", "num_eval"}
+
+
+def tiny_config(frame_data, output_dir, **recipe):
+  files = readers.list_files(str(frame_data / "train*.tfrecord"))
+  recipe = study.Recipe(**{**dict(ks=(2,), seeds=(1,), max_epochs=2, patience=1,
+                                  batch_size=8), **recipe})
+  # Train on one shard, score on the other.
+  return study.StudyConfig(output_dir=str(output_dir), train_files=(files[0],),
+                           eval_files=(files[1],), recipe=recipe, family="attention",
+                           num_classes=4, feature_names=("rgb",), feature_sizes=(1024,),
+                           validation_percent=25)
+
+
+def test_hash_split_is_deterministic_and_disjoint(frame_data, tmp_path):
+  files = readers.list_files(str(frame_data / "train*.tfrecord"))
+  a = study.carve_validation(files, str(tmp_path / "a"), 25)
+  b = study.carve_validation(files, str(tmp_path / "b"), 25)
+  assert a["mode"] == "videos" and a["counts"] == b["counts"]
+  ids = {name: [v for _, _, v in study._video_ids(a[name])] for name in ("train", "validation")}
+  assert ids == {name: [v for _, _, v in study._video_ids(b[name])]
+                 for name in ("train", "validation")}
+  assert not set(ids["train"]) & set(ids["validation"])
+  assert len(ids["train"]) + len(ids["validation"]) == 24
+  assert all(study._in_validation(v, 25) for v in ids["validation"])
+  # A resumed study reuses the split; other training files are refused.
+  assert study.carve_validation(files, str(tmp_path / "a"), 25) == a
+  with pytest.raises(study.StudyError, match="other training files"):
+    study.carve_validation(files[:1], str(tmp_path / "a"), 25)
+
+
+def test_many_files_split_whole_files(tmp_path):
+  files = [str(tmp_path / f"train{i:02d}.tfrecord") for i in range(20)]
+  split = study.carve_validation(files, str(tmp_path / "split"), 10)
+  assert split["mode"] == "files" and split["validation"] == [files[0], files[10]]
+  assert set(split["train"]) == set(files) - set(split["validation"])
+
+
+def test_plan_has_the_teacher_first_then_every_model_at_every_k(frame_data, tmp_path):
+  config = tiny_config(frame_data, tmp_path, ks=(5, 10), seeds=(1, 2))
+  rows = study.planned_rows(config)
+  assert len(rows) == 2 * (1 + 2 * 4)
+  assert rows[0] == dict(model="teacher", k=None, seed=1, family="attention")
+  assert {r["model"] for r in rows} == set(study.MODELS)
+  assert study.BUDGETS["quick"].ks == (5, 10) and study.BUDGETS["quick"].seeds == (1,)
+  assert study.BUDGETS["full"].ks == (5, 10, 20, 30) and study.BUDGETS["full"].seeds == (1, 2, 3)
+
+
+@pytest.mark.slow
+def test_study_rows_outputs_resume_and_eval_files_read_last(frame_data, tmp_path, monkeypatch):
+  config = tiny_config(frame_data, tmp_path / "out")
+  eval_files = set(config.eval_files)
+  events = []  # ("train", files) / ("score", files), in call order
+  real_train, real_evaluate = train_lib.train, eval_lib.evaluate
+
+  def train(run, files, train_config, strategy=None):
+    events.append(("train", tuple(files)))
+    return real_train(run, files, train_config, strategy)
+
+  def evaluate(model, run, files, **kwargs):
+    events.append(("score", tuple(files)))
+    return real_evaluate(model, run, files, **kwargs)
+
+  monkeypatch.setattr(train_lib, "train", train)
+  monkeypatch.setattr(eval_lib, "evaluate", evaluate)
+  rows = study.Study(config).run()
+
+  out = tmp_path / "out"
+  assert json.loads((out / "results.json").read_text()) == rows
+  assert [(r["model"], r["k"]) for r in rows] == [
+      ("teacher", None), ("uniform", 2), ("random", 2), ("distilled", 2), ("learned", 2)]
+  for r in rows:
+    assert ROW_KEYS <= set(r)
+    assert r["family"] == "attention" and r["seed"] == 1
+    assert 0 <= r["gap"] <= 1 and 0 <= r["map"] <= 1 and r["num_eval"] == 12
+    # The chosen epoch is the one with the best validation GAP.
+    assert r["val_gap"] == max(v for _, _, v in r["curve"])
+    assert r["curve"][r["epochs"] - 1][2] == r["val_gap"]
+    assert r["checkpoint"].endswith(
+        f"model.ckpt-{study.steps_after(r['epochs'], r['num_train'], 8)}")
+  teacher = rows[0]
+  assert all(t is not None for _, t, _ in teacher["curve"])
+  assert all(t is None for r in rows[1:] for _, t, _ in r["curve"])
+  table = (out / "results.md").read_text()
+  assert "Teacher (all frames)" in table and "learned-k" in table and "k=2 GAP" in table
+  assert (out / "gap_vs_k.png").stat().st_size > 0
+
+  # The eval files: never trained on, and scored once per row, each time after that run's
+  # last training call and last validation score.
+  assert not any(eval_files & set(files) for kind, files in events if kind == "train")
+  scored = [i for i, (kind, files) in enumerate(events) if set(files) == eval_files]
+  assert len(scored) == len(rows)
+  start = 0
+  for i in scored:
+    segment = events[start:i]
+    assert segment and segment[0][0] == "train"
+    last_train = max(j for j, (kind, _) in enumerate(segment) if kind == "train")
+    assert any(kind == "score" for kind, _ in segment[last_train + 1:])
+    assert not any(set(files) & eval_files for _, files in segment)
+    start = i + 1
+
+  # Resume: every row done, nothing is trained or scored again.
+  events.clear()
+  assert study.Study(config).run() == rows
+  assert events == []
+
+  # A study killed in the middle of its last run, after its epoch 1: that row is missing,
+  # its state and checkpoints stop at epoch 1. The rerun trains that run's epoch 2 only,
+  # resuming from the epoch-1 checkpoint.
+  run_dir = out / "runs" / "learned_k2_s1"
+  step_1, step_2 = (study.steps_after(e, rows[-1]["num_train"], 8) for e in (1, 2))
+  for path in run_dir.glob(f"model.ckpt-{step_2}.*"):
+    path.unlink()
+  epoch_1 = str(run_dir / f"model.ckpt-{step_1}")
+  tf.compat.v1.train.update_checkpoint_state(str(run_dir), epoch_1,
+                                             all_model_checkpoint_paths=[epoch_1])
+  state_path = out / "state" / "learned_k2_s1.json"
+  state = json.loads(state_path.read_text())
+  state.update(epoch=1, curve=state["curve"][:1], best_epoch=1,
+               best_val_gap=state["curve"][0][2], best_checkpoint=epoch_1, done=False)
+  state_path.write_text(json.dumps(state, indent=1) + "\n")  # as outputs.write_json
+  (out / "results.json").write_text(json.dumps(rows[:-1]))
+  events.clear()
+  again = study.Study(config).run()
+  assert [r["model"] for r in again] == [r["model"] for r in rows]
+  assert [kind for kind, _ in events] == ["train", "score", "score"]
+  assert again[-1]["epochs_trained"] == 2 and (run_dir / f"model.ckpt-{step_2}.index").exists()
+
+
+@pytest.mark.parametrize("family", sorted(study.FAMILIES))
+def test_every_family_builds_its_teacher_and_students(family, tmp_path):
+  config = study.StudyConfig(output_dir=str(tmp_path), train_files=(), eval_files=(),
+                             recipe=study.BUDGETS["quick"], family=family, num_classes=5)
+  for row in study.planned_rows(config):
+    if row["model"] in ("distilled", "learned"):
+      continue  # these need a trained teacher (the slow test above trains them)
+    run = study.build_run(config, row)
+    assert run.model == study.FAMILIES[family].model and run.student_frames == row["k"]
+    assert run.frame_selection == ("random" if row["model"] == "random" else "uniform")
+    out = building.dummy_outputs(building.build_model(run), run)
+    assert out["predictions"].shape == (1, 5)
+
+
+def test_flags_make_the_config_and_bad_ones_name_the_flag(frame_data, tmp_path):
+  train, other = (str(frame_data / f"train{i}.tfrecord") for i in (0, 1))
+  base = ["yt8m-study", f"--train_data_pattern={train}", f"--output_dir={tmp_path}"]
+  try:
+    study.FLAGS(base + [f"--eval_data_pattern={other}", "--budget=full", "--ks=5,20",
+                        "--num_classes=4", "--family=hrnn"])
+    config = study.config_from_flags()
+    assert config.recipe.ks == (5, 20) and config.recipe.seeds == (1, 2, 3)
+    assert config.family == "hrnn" and config.eval_files == (other,)
+    for extra, message in (([f"--eval_data_pattern={train}"], "share"),
+                           ([f"--eval_data_pattern={other}", "--ks=0"], "--ks"),
+                           ([f"--eval_data_pattern={other}", "--seeds=a"], "--seeds"),
+                           ([], "--eval_data_pattern is required")):
+      study.FLAGS.unparse_flags()
+      study.FLAGS(base + extra)
+      with pytest.raises(study.StudyError, match=message):
+        study.config_from_flags()
+  finally:
+    study.FLAGS.unparse_flags()
