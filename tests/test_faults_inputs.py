@@ -77,6 +77,13 @@ def test_a_mix_of_2017_and_2018_files_is_refused_unless_allowed(tmp_path):
   allowed = readers.ReaderConfig(feature_names=VIDEO.feature_names, frame_features=False,
                                  num_classes=4716, allow_mixed_id_keys=True)
   assert len(read_ids([new, old], allowed)) == 4
+  # train.py --allow_mixed_datasets: kept in model_flags.json, so eval and inference read so too.
+  from yt8m import run_config
+  run = run_config.RunConfig(model="LogisticModel", feature_names=VIDEO.feature_names,
+                             feature_sizes=VIDEO.feature_sizes, frame_features=False,
+                             num_classes=4716, allow_mixed_id_keys=True)
+  again = run_config.RunConfig.from_json(run.to_json())
+  assert len(read_ids([new, old], again.reader_config())) == 4
 
 
 # ---------------------------------------------------------------- 10: not a TFRecord file

@@ -303,3 +303,21 @@ def test_xla_compiled_steps_train_like_plain_ones(files, tmp_path):
   compiled = train(files, tmp_path / "xla", max_steps=6, jit_compile=True)
   for a, b in zip(weights(plain), weights(compiled), strict=True):
     np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_a_run_written_before_the_seam_still_loads_and_resumes(frame_data, tmp_path, caplog):
+  """model_flags.json and checkpoints of the previous code (tests/data/legacy_parallel_run)."""
+  import shutil
+  directory = tmp_path / "legacy"
+  shutil.copytree(REPO / "tests" / "data" / "legacy_parallel_run", directory)
+  run = run_config.load(str(directory))
+  assert run.distillation.parallel and run.distillation.share_head
+  assert run.distillation.weights.rep_weight == 0.01
+  _, student, _ = building.load_model(str(directory))
+  teacher = building.load_parallel_teacher(run, tf.train.latest_checkpoint(str(directory)))
+  for mine, theirs in zip(student.classifier.weights, teacher.classifier.weights, strict=True):
+    np.testing.assert_array_equal(mine.numpy(), theirs.numpy())  # the shared head
+  files = readers.list_files(str(frame_data / "train*.tfrecord"))
+  result = train(files, directory, run=run, max_steps=3, batch_size=8)
+  assert result["step"] == 3
+  assert "holds no data_seed" in caplog.text

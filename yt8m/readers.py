@@ -286,7 +286,7 @@ def _check_files(files: Sequence[str], config: ReaderConfig) -> list[int]:
         f"{len(by_key['video_id'])} 2017 file(s) (key 'video_id', 4716 classes; e.g. "
         f"{by_key['video_id'][0]}) and {len(by_key['id'])} 2018+ file(s) (key 'id', 3862 "
         f"classes; e.g. {by_key['id'][0]}); read one dataset at a time "
-        "(allow_mixed_id_keys reads both)")
+        "(--allow_mixed_datasets reads both)")
   if "video_id" in by_key and "id" not in by_key and config.num_classes != NUM_CLASSES_2017:
     logging.warning("%s uses the 2017 key 'video_id' (the 2017 dataset has %d classes) but "
                     "num_classes is %d", by_key["video_id"][0], NUM_CLASSES_2017,

@@ -40,6 +40,8 @@ class RunConfig:
   selector_hparams: dict[str, Any] = dataclasses.field(default_factory=dict)
   # A distilled student's teacher and loss weights; None for ordinary training.
   distillation: "Distillation | None" = None
+  # Read 2017 (`video_id`) and 2018+ (`id`) files together (--allow_mixed_datasets).
+  allow_mixed_id_keys: bool = False
 
   @property
   def teacher(self) -> "RunConfig | None":
@@ -52,7 +54,7 @@ class RunConfig:
         frame_features=self.frame_features, num_classes=self.num_classes,
         max_frames=self.max_frames, student_frames=self.student_frames,
         frame_selection=self.frame_selection, require_labels=require_labels,
-        segment_mode=segment_mode)
+        segment_mode=segment_mode, allow_mixed_id_keys=self.allow_mixed_id_keys)
 
   def to_json(self) -> dict:
     out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}

@@ -78,6 +78,9 @@ flags.DEFINE_integer("steps_per_execution", 100, "At most this many training ste
                      "host waits for the device only at those).")
 flags.DEFINE_bool("jit_compile", False, "Compile the model's forward and backward pass with "
                   "XLA (for accelerators; not every model's ops compile).")
+flags.DEFINE_bool("allow_mixed_datasets", False, "Train on 2017 (video_id) and 2018+ (id) "
+                  "files together, whose label ids index different vocabularies (refused "
+                  "otherwise); eval and inference of the run then allow it too.")
 flags.DEFINE_integer("shuffle_buffer", None, "Example shuffle buffer (default 4 batches).")
 flags.DEFINE_integer("seed", None, "Seed for weights and data order (default: random).")
 flags.DEFINE_string("tpu", "", "TPU address for TPUStrategy.")
@@ -176,7 +179,8 @@ def main(argv):
         num_classes=FLAGS.num_classes, student_frames=FLAGS.student_frames,
         frame_selection=FLAGS.frame_selection,
         model_hparams=common_flags.model_hparams(FLAGS.model, sizes),
-        selector_hparams=selector_hparams())
+        selector_hparams=selector_hparams(),
+        allow_mixed_id_keys=FLAGS.allow_mixed_datasets)
     run.reader_config()  # checks names/sizes and the frame settings
     run = with_distillation(run)
     init_from = FLAGS.init_from
