@@ -36,6 +36,24 @@ def padded_videos(num_frames, t: int, dim: int, seed: int = 0, pad_value: float 
   return x, np.asarray(num_frames, np.int32)
 
 
+def numpy_lstm(frames, kernel, recurrent, bias):
+  """Keras LSTM maths (gate order i, f, c, o) over every row of frames [S, F]: the outputs
+  [S, U] and the final cell state."""
+  units = recurrent.shape[0]
+  h, c, outputs = np.zeros(units), np.zeros(units), []
+
+  def sigmoid(v):
+    return 1 / (1 + np.exp(-v))
+
+  for frame in frames:
+    z = frame @ kernel + h @ recurrent + bias
+    i, f, g, o = (z[k * units:(k + 1) * units] for k in range(4))
+    c = sigmoid(f) * c + sigmoid(i) * np.tanh(g)
+    h = sigmoid(o) * np.tanh(c)
+    outputs.append(h)
+  return np.array(outputs), c
+
+
 def frames(num_frames: int, size: int, offset: int = 0) -> np.ndarray:
   """Distinct, recognisable uint8 frames: frame t holds (t + offset + column) % 256."""
   t = np.arange(num_frames)[:, None] + offset + np.arange(size)[None, :]

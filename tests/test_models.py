@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import padded_videos
+from conftest import numpy_lstm, padded_videos
 from yt8m import models
 from yt8m.models import layers
 from yt8m.models.frame_level import DbofModel, LstmModel
@@ -334,22 +334,6 @@ def test_dbof_head_is_the_registry_classifier_without_renormalisation():
 
 # --- LSTM ---------------------------------------------------------------------------------
 
-def _numpy_lstm(x, kernel, recurrent, bias):
-  """Keras LSTM maths (gate order i, f, c, o) over every row of x [T, D]."""
-  units = recurrent.shape[0]
-  h, c = np.zeros(units), np.zeros(units)
-  def sigmoid(z):
-    return 1 / (1 + np.exp(-z))
-  outputs = []
-  for frame in x:
-    z = frame @ kernel + h @ recurrent + bias
-    i, f, g, o = (z[k * units:(k + 1) * units] for k in range(4))
-    c = sigmoid(f) * c + sigmoid(i) * np.tanh(g)
-    h = sigmoid(o) * np.tanh(c)
-    outputs.append(h)
-  return np.array(outputs)
-
-
 def test_lstm_final_state_is_the_last_real_frame():
   model = build("LstmModel")
   x, n = videos([9, 5, 1], 12, seed=8)
@@ -361,7 +345,7 @@ def test_lstm_final_state_is_the_last_real_frame():
   for b, count in enumerate(n):
     seq = frames[b, :count]
     for lstm in model.lstms:
-      seq = _numpy_lstm(seq, *[w.numpy() for w in lstm.cell.weights])
+      seq, _ = numpy_lstm(seq, *[w.numpy() for w in lstm.cell.weights])
     np.testing.assert_allclose(out["representation"][b], seq[-1], atol=1e-5)
     # The same weights run on the unpadded video alone agree too.
     alone = model(x[b:b + 1, :count], num_frames=n[b:b + 1])

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import padded_videos
+from conftest import numpy_lstm, padded_videos
 from yt8m import building, models
 from yt8m.models import layers
 from yt8m.models.teachers import (
@@ -185,26 +185,11 @@ def test_nextvlad_dropout_only_when_training():
 # --- H-RNN -----------------------------------------------------------------------------------
 
 
-def _numpy_lstm(frames, kernel, recurrent, bias):
-  """Keras LSTM (gates i, f, c, o) over [S, F]; returns the outputs [S, U] and the final c."""
-  units = recurrent.shape[0]
-  h, c, outputs = np.zeros(units), np.zeros(units), []
-  def sigmoid(v):
-    return 1 / (1 + np.exp(-v))
-  for frame in frames:
-    z = frame @ kernel + h @ recurrent + bias
-    i, f, g, o = (z[k * units:(k + 1) * units] for k in range(4))
-    c = sigmoid(f) * c + sigmoid(i) * np.tanh(g)
-    h = sigmoid(o) * np.tanh(c)
-    outputs.append(h)
-  return np.array(outputs), c
-
-
 def _numpy_stack(lstms, seq):
   """The final [c1, h1, c2, h2, ...] of a Keras LSTM stack run over exactly seq [S, F]."""
   state = []
   for lstm in lstms:
-    seq, c = _numpy_lstm(seq, *[w.numpy() for w in lstm.cell.weights])
+    seq, c = numpy_lstm(seq, *[w.numpy() for w in lstm.cell.weights])
     state += [c, seq[-1]]
   return np.concatenate(state)
 
