@@ -300,14 +300,12 @@ def test_confidences_outside_0_1_are_warned_about(tmp_path):
 # ------------------------------------------------------------------------- command lines
 
 _DRIVER = r"""
-import importlib.util, json, logging, sys, traceback
+import importlib, json, logging, sys, traceback
 from absl import flags
 from absl import logging as absl_logging
 logging.basicConfig(level=logging.INFO)
 script, cases = sys.argv[1], json.loads(sys.argv[2])
-spec = importlib.util.spec_from_file_location("edge_script", script)
-module = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(module)
+module = importlib.import_module(sys.argv[3])  # the command's module (the script is a shim)
 results = []
 for args in cases:
   print("@@case", file=sys.stderr, flush=True)
@@ -330,9 +328,11 @@ print(json.dumps(results))
 def run_cases(script: str, cases: dict) -> dict:
   """Runs script's main() once per argument list, in one Python; returns, per case name,
   (exit code or "traceback", the exit message, what the case logged)."""
+  module = {"eval.py": "yt8m.cli.eval", "inference.py": "yt8m.cli.inference",
+            "export_model.py": "yt8m.cli.export"}[script]
   proc = subprocess.run([sys.executable, "-c", _DRIVER, str(REPO / script),
-                         json.dumps(list(cases.values()))], capture_output=True, text=True,
-                        cwd=REPO, timeout=600)
+                         json.dumps(list(cases.values())), module], capture_output=True,
+                        text=True, cwd=REPO, timeout=600)
   assert proc.returncode == 0, proc.stderr[-3000:]
   results = json.loads(proc.stdout.strip().splitlines()[-1])
   logs = proc.stderr.split("@@case\n")[1:]
