@@ -51,6 +51,8 @@ def main(argv: list[str] | None = None) -> None:
   if not available(module):
     sys.exit(f"yt8m-{name}: error: not in this version of yt8m (no module {module})")
   sys.argv = [f"yt8m-{name}", *argv[2:]]
+  from yt8m import _quiet
+  _quiet.setup(sys.argv)  # before the command imports TensorFlow (yt8m.study is no CLI module)
   command = importlib.import_module(module)
   (command.main if name == "study" else command.run)()
 

@@ -192,11 +192,13 @@ def write_metrics_json(path: str, metrics: dict) -> None:
   values = _metric_values(metrics)
   if "teacher" in metrics:
     values["teacher"] = _metric_values(metrics["teacher"])
-  write_json(path, values)
+  write_json(path, values, signature=is_metrics_json)
 
 
-def write_json(path: str, values: dict) -> None:
-  """A JSON object, atomically; it may replace an earlier file with the same first key."""
+def write_json(path: str, values: dict,
+               signature: str | Callable[[str], bool] | None = None) -> None:
+  """A JSON object, atomically. It may replace an earlier file of the same kind: by default
+  one that starts with the same first key."""
   text = json.dumps(values, indent=1) + "\n"
-  with atomic_output(path, signature=is_metrics_json) as f:
+  with atomic_output(path, signature=signature or text[:text.index(":")]) as f:
     f.write(text)

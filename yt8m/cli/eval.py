@@ -129,8 +129,10 @@ def main(argv):
     files = flag_checks.data_files("eval_data_pattern", FLAGS.eval_data_pattern)
     result = score_submission(files) if FLAGS.submission_file else evaluate_checkpoints(files)
     if FLAGS.metrics_json:
-      write = outputs.write_json if "segment_map" in result else outputs.write_metrics_json
-      write(FLAGS.metrics_json, result)
+      if "segment_map" in result:
+        outputs.write_json(FLAGS.metrics_json, result, signature=outputs.is_metrics_json)
+      else:
+        outputs.write_metrics_json(FLAGS.metrics_json, result)
   except (readers.DataError, submission.SubmissionError, run_config.RunConfigError,
           eval_lib.EvalError, FileExistsError, ValueError) as e:
     sys.exit(f"eval.py: error: {e}")
