@@ -74,14 +74,6 @@ def test_python_m_yt8m_lists_and_dispatches(capsys):
     yt8m_main.main(["yt8m", "nope"])
 
 
-def test_study_is_declared_and_says_cleanly_when_it_is_missing():
-  if yt8m_main.available("yt8m.study"):
-    pytest.skip("yt8m.study exists")
-  assert "[not in this version: no yt8m.study]" in yt8m_main.listing()
-  with pytest.raises(SystemExit, match=r"^yt8m-study: error: not in this version of yt8m"):
-    yt8m_main.main(["yt8m", "study", "--help"])
-
-
 # What TensorFlow 2.21 writes to stderr at import (tensorflow-cpu, this machine), and lines
 # that must stay.
 BANNERS = [
