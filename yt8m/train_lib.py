@@ -61,7 +61,8 @@ class TrainConfig:
   log_every: int = 1
   metrics_every: int = 10
   # Steps per compiled call between log/metrics/checkpoint steps (no host sync in between).
-  steps_per_execution: int = 100
+  # 1 by measurement on CPU (benchmarks/bench_train_loop.py: the in-graph loop was slower).
+  steps_per_execution: int = 1
   jit_compile: bool = False  # XLA for the forward and backward pass (where the model allows)
   seed: int | None = None
   mixed_precision: str = ""  # "" or "mixed_bfloat16"

@@ -73,9 +73,10 @@ flags.DEFINE_integer("num_classes", readers.NUM_CLASSES_2018,
 flags.DEFINE_integer("keep_checkpoints", 5, "How many recent checkpoints to keep.")
 flags.DEFINE_integer("log_every_steps", 1, "Log a training line every N steps (and on every "
                      "metrics step).")
-flags.DEFINE_integer("steps_per_execution", 100, "At most this many training steps per "
+flags.DEFINE_integer("steps_per_execution", 1, "At most this many training steps per "
                      "compiled call between the steps that log, measure or checkpoint (the "
-                     "host waits for the device only at those).")
+                     "host waits for the device only at those); for accelerators: on CPU the "
+                     "in-graph loop measured slower (benchmarks/bench_train_loop.py).")
 flags.DEFINE_bool("jit_compile", False, "Compile the model's forward and backward pass with "
                   "XLA (for accelerators; not every model's ops compile).")
 flags.DEFINE_bool("allow_mixed_datasets", False, "Train on 2017 (video_id) and 2018+ (id) "
