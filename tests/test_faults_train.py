@@ -78,30 +78,25 @@ def test_a_stopped_run_resumes_to_the_same_weights(files, tmp_path, uninterrupte
   assert_same_weights(weights(resumed), weights(uninterrupted))
 
 
-def test_a_model_with_random_frame_sampling_resumes_to_the_same_weights(frame_data, tmp_path):
-  """DBoF draws its frames at random when training: its generator is in the checkpoint."""
-  dbof = run_config.RunConfig(
-      model="DbofModel", feature_names=("rgb", "audio"), feature_sizes=(1024, 128),
-      frame_features=True, num_classes=4,
-      model_hparams={"iterations": 5, "dbof_cluster_size": 8, "dbof_hidden_size": 4})
-  files = readers.list_files(str(frame_data / "train*.tfrecord"))
-  whole = train(files, tmp_path / "whole", run=dbof, num_epochs=2)
-  train(files, tmp_path / "run", run=dbof, num_epochs=2, max_steps=7)
-  resumed = train(files, tmp_path / "run", run=dbof, num_epochs=2)
-  assert resumed["step"] == whole["step"] == 12
-  assert_same_weights(weights(resumed), weights(whole))
+RANDOM_RUNS = {
+    # DBoF draws its frames at random when training: its generator is in the checkpoint.
+    "dbof_sampling": dict(model="DbofModel", model_hparams={
+        "iterations": 5, "dbof_cluster_size": 8, "dbof_hidden_size": 4}),
+    # --frame_selection=random draws in the reader, seeded by the record's stream position.
+    "random_frames": dict(model="FrameLevelLogisticModel", student_frames=3,
+                          frame_selection="random"),
+}
 
 
-def test_a_student_on_random_frames_resumes_to_the_same_weights(frame_data, tmp_path):
-  """--frame_selection=random draws in the reader: seeded by the record's stream position."""
-  student = run_config.RunConfig(
-      model="FrameLevelLogisticModel", feature_names=("rgb", "audio"),
-      feature_sizes=(1024, 128), frame_features=True, num_classes=4, student_frames=3,
-      frame_selection="random")
+@pytest.mark.parametrize("kind, stop", [("dbof_sampling", 7), ("random_frames", 5)])
+def test_a_run_that_draws_at_random_resumes_to_the_same_weights(frame_data, tmp_path, kind,
+                                                                  stop):
+  run = run_config.RunConfig(feature_names=("rgb", "audio"), feature_sizes=(1024, 128),
+                             frame_features=True, num_classes=4, **RANDOM_RUNS[kind])
   files = readers.list_files(str(frame_data / "train*.tfrecord"))
-  whole = train(files, tmp_path / "whole", run=student, num_epochs=2)
-  train(files, tmp_path / "run", run=student, num_epochs=2, max_steps=5)
-  resumed = train(files, tmp_path / "run", run=student, num_epochs=2)
+  whole = train(files, tmp_path / "whole", run=run, num_epochs=2)
+  train(files, tmp_path / "run", run=run, num_epochs=2, max_steps=stop)
+  resumed = train(files, tmp_path / "run", run=run, num_epochs=2)
   assert resumed["step"] == whole["step"] == 12
   assert_same_weights(weights(resumed), weights(whole))
 

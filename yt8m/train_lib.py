@@ -255,12 +255,6 @@ def _restore_training(objects: dict, extras: dict, path: str) -> None:
                       name)
 
 
-def _format_duration(seconds: float) -> str:
-  seconds = int(round(seconds))
-  hours, rest = divmod(seconds, 3600)
-  return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
-
-
 def _prepare_dir(train_dir: str) -> None:
   try:
     tf.io.gfile.makedirs(train_dir)
@@ -556,7 +550,7 @@ def _train(run: run_config_lib.RunConfig, train_files: Sequence[str], config: Tr
           elapsed = time.perf_counter() - start_time
           eta = elapsed / (step - first_step) * max(total_steps - step, 0)
           progress = (f"{100 * step / total_steps:.0f}% of {total_steps} steps, "
-                      f"ETA {_format_duration(eta)}")
+                      f"ETA {progress.format_seconds(eta)}")
         if num_videos:
           progress += f" | epoch {min(step * global_batch // num_videos + 1, num_epochs)}" \
                       f"/{num_epochs}"
