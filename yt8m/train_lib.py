@@ -33,7 +33,7 @@ import tensorflow as tf
 from absl import logging
 from tensorboard.plugins.hparams import api as hparams_api
 
-from yt8m import building, metrics, objectives, readers, summaries
+from yt8m import building, metrics, objectives, progress, readers, summaries
 from yt8m import run_config as run_config_lib
 from yt8m import train_dir as train_dir_lib
 
@@ -545,16 +545,16 @@ def _train(run: run_config_lib.RunConfig, train_files: Sequence[str], config: Tr
             if chief:
               summaries.write_histograms(objective.model, step)
       if chief and is_log_step:
-        progress = f"step {step}"
+        position = f"step {step}"
         if total_steps:
           elapsed = time.perf_counter() - start_time
           eta = elapsed / (step - first_step) * max(total_steps - step, 0)
-          progress = (f"{100 * step / total_steps:.0f}% of {total_steps} steps, "
+          position = (f"{100 * step / total_steps:.0f}% of {total_steps} steps, "
                       f"ETA {progress.format_seconds(eta)}")
         if num_videos:
-          progress += f" | epoch {min(step * global_batch // num_videos + 1, num_epochs)}" \
+          position += f" | epoch {min(step * global_batch // num_videos + 1, num_epochs)}" \
                       f"/{num_epochs}"
-        logging.info("%s | %s", line, progress)
+        logging.info("%s | %s", line, position)
       if step % config.checkpoint_steps == 0:
         unconfirmed = save(step)
         last_saved = step
