@@ -44,8 +44,8 @@ def test_intermediate_loss_aligns_blocks_in_time():
 
 
 def test_student_terms_never_reach_the_teacher():
-  teacher = models.build_model("LstmModel", 5, lstm_cells=4)
-  student = models.build_model("LstmModel", 5, lstm_cells=4)
+  teacher = models.build_model("LstmModel", 5, {"lstm_cells": 4})
+  student = models.build_model("LstmModel", 5, {"lstm_cells": 4})
   frames = tf.random.normal([2, 8, 6])
   with tf.GradientTape(persistent=True) as tape:
     t_out = teacher(frames, tf.constant([8, 3]))

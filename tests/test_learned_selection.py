@@ -35,9 +35,9 @@ def test_stretches_partition_the_true_length():
 
 def selecting_lstm(k=4, estimator="straight_through", seed=0):
   tf.keras.utils.set_random_seed(seed)
-  student = models.build_model("LstmModel", 5, lstm_cells=8, lstm_layers=1)
-  model = selector.LearnedFrameSelection(student, k, selector_hidden=4,
-                                         selector_estimator=estimator)
+  student = models.build_model("LstmModel", 5, {"lstm_cells": 8, "lstm_layers": 1})
+  model = selector.LearnedFrameSelection(
+      student, k, selector.SelectorHparams(selector_hidden=4, selector_estimator=estimator))
   return model
 
 

@@ -28,7 +28,7 @@ REPRESENTATION_SIZE = {"LogisticModel": D, "MoeModel": D, "FrameLevelLogisticMod
 
 
 def build(name, **hparams):
-  return models.build_model(name, C, **{**SMALL.get(name, {}), **hparams})
+  return models.build_model(name, C, {**SMALL.get(name, {}), **hparams})
 
 
 def videos(num_frames, t, seed=0, pad_value=0.0):
@@ -103,7 +103,7 @@ def test_unknown_model_lists_valid_names():
 
 def test_unknown_hparam_is_rejected():
   with pytest.raises(ValueError, match="lstm_cells"):
-    models.build_model("DbofModel", C, lstm_cells=4)
+    models.build_model("DbofModel", C, {"lstm_cells": 4})
   assert "iterations" in models.hparam_names("DbofModel")
 
 
@@ -127,15 +127,16 @@ def test_bad_hparam_values_name_the_parameter(name, hparams, bad):
 
 def test_defaults_are_the_starter_flags():
   dbof = DbofModel(C).get_config()
-  assert {k: dbof[k] for k in DbofModel.HPARAMS} == dict(
+  assert dbof["hparams"] == dict(
       iterations=30, sample_random_frames=True, dbof_add_batch_norm=True,
       dbof_cluster_size=8192, dbof_hidden_size=1024, dbof_pooling_method="max",
       dbof_activation="sigmoid", video_level_classifier_model="MoeModel", moe_num_mixtures=2,
       l2_penalty=1e-8)
   lstm = LstmModel(C).get_config()
-  assert (lstm["lstm_cells"], lstm["lstm_layers"], lstm["video_level_classifier_model"]) == (
-      1024, 2, "MoeModel")
-  assert MoeModel(C).moe_num_mixtures == 2
+  assert lstm["hparams"] == dict(lstm_cells=1024, lstm_layers=2,
+                                 video_level_classifier_model="MoeModel", moe_num_mixtures=2,
+                                 l2_penalty=1e-8)
+  assert MoeModel(C).hparams.moe_num_mixtures == 2
 
 
 def test_video_level_models_ignore_num_frames():
@@ -308,8 +309,8 @@ def test_dbof_batch_norm_is_slim_and_can_be_turned_off():
 
 def test_dbof_initialisers_and_regularisation_match_the_starter():
   dim, cluster = 400, 256
-  model = models.build_model("DbofModel", C, dbof_cluster_size=cluster, dbof_hidden_size=300,
-                             dbof_add_batch_norm=False, l2_penalty=0.5)
+  model = models.build_model("DbofModel", C, dict(dbof_cluster_size=cluster, dbof_hidden_size=300,
+                                                  dbof_add_batch_norm=False, l2_penalty=0.5))
   model.build((None, 5, dim))
   assert np.std(model.cluster.kernel.numpy()) == pytest.approx(1 / np.sqrt(dim), rel=0.03)
   assert np.std(model.hidden.kernel.numpy()) == pytest.approx(1 / np.sqrt(cluster), rel=0.03)
@@ -327,7 +328,7 @@ def test_dbof_head_is_the_registry_classifier_without_renormalisation():
   x, n = videos([5, 2], 6, seed=7)
   out = model(x, num_frames=n)
   assert type(model.classifier).__name__ == "LogisticModel"
-  assert not model.classifier.normalize_input
+  assert not model.classifier.hparams.normalize_input
   np.testing.assert_allclose(out["predictions"],
                              model.classifier(out["representation"])["predictions"], atol=1e-7)
 

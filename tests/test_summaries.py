@@ -29,8 +29,8 @@ def test_tags_follow_the_starter():
 
 
 def test_write_histograms_of_every_weight(tmp_path):
-  model = models.build_model("DbofModel", 10, dbof_cluster_size=16, dbof_hidden_size=8,
-                             iterations=4, dbof_add_batch_norm=False)
+  model = models.build_model("DbofModel", 10, dict(dbof_cluster_size=16, dbof_hidden_size=8,
+                                                   iterations=4, dbof_add_batch_norm=False))
   frames = tf.random.normal((2, 6, 1152))
   model(frames, tf.constant([6, 3]), training=False)
   writer = tf.summary.create_file_writer(str(tmp_path))

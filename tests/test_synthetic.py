@@ -231,6 +231,44 @@ def test_refuses_to_overwrite(tmp_path):
     synthetic.generate(str(out), num_videos=2, seed=9, split="validate")
 
 
+def test_a_failed_or_killed_generation_leaves_no_partial_shard(tmp_path, monkeypatch):
+  out = tmp_path / "o"
+  out.mkdir()
+  dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                        capture_output=True, text=True, check=True)
+  stale = out / f"train0000.tfrecord.tmp-{int(dead.stdout)}"  # a killed generator's partial
+  stale.write_bytes(b"partial")
+  real_make_video = synthetic.make_video
+
+  def fail_on_video_3(world, rng, name, top_classes=None):
+    if name.endswith("3"):
+      raise KeyboardInterrupt  # stopped in the middle of the second shard
+    return real_make_video(world, rng, name, top_classes)
+
+  monkeypatch.setattr(synthetic, "make_video", fail_on_video_3)
+  with pytest.raises(KeyboardInterrupt):
+    synthetic.generate(str(out), num_videos=4, seed=1, num_shards=2)
+  # The finished first shard is in place; no partial second shard, no temporary, no manifest.
+  assert sorted(os.listdir(out)) == ["train0000.tfrecord"]
+  monkeypatch.setattr(synthetic, "make_video", real_make_video)
+  assert len(read_shards([str(out / "train0000.tfrecord")])) == 2
+
+
+def test_a_file_created_while_generating_is_not_replaced(tmp_path, monkeypatch):
+  out = tmp_path / "o"
+  real_serialize = synthetic.serialize_video
+
+  def user_writes_meanwhile(video, segments=None):
+    (out / "train0000.tfrecord").write_bytes(b"user data")
+    return real_serialize(video, segments)
+
+  monkeypatch.setattr(synthetic, "serialize_video", user_writes_meanwhile)
+  with pytest.raises(synthetic.OutputExistsError, match="train0000.tfrecord"):
+    synthetic.generate(str(out), num_videos=2, seed=1)
+  assert (out / "train0000.tfrecord").read_bytes() == b"user data"
+  assert sorted(os.listdir(out)) == ["train0000.tfrecord"]
+
+
 @pytest.mark.parametrize("kwargs, flag", [
   ({"num_videos": 0}, "--num_videos"),
   ({"num_shards": 0}, "--num_shards"),

@@ -1,7 +1,6 @@
 """Teacher families (H-RNN, gated NetVLAD, NeXtVLAD): output contract at teacher and student
 lengths, masking, permutation invariance, the maths on fixed weights, configs, checkpoints."""
 
-import inspect
 import math
 
 import keras
@@ -38,7 +37,7 @@ VLAD_NAMES = ["NetVladModel", "NeXtVladModel"]
 
 
 def build(name, **hparams):
-  return models.build_model(name, C, **{**SMALL[name], **hparams})
+  return models.build_model(name, C, {**SMALL[name], **hparams})
 
 
 def videos(num_frames, t, seed=0, pad_value=0.0):
@@ -59,11 +58,11 @@ def test_registry_builds_the_teachers():
                     ("AttentionPoolingModel", AttentionPoolingModel)):
     assert models.MODELS[name] is cls
     assert name in models.FRAME_LEVEL_MODELS and name not in models.VIDEO_LEVEL_MODELS
-    # HPARAMS, the one list of a model's hyper-parameters, names constructor keywords.
-    keywords = inspect.signature(cls.__init__).parameters
-    assert cls.HPARAMS and all(keywords[h].kind is inspect.Parameter.KEYWORD_ONLY
-                               for h in cls.HPARAMS)
-    assert isinstance(build(name), cls)
+    # Hparams, the one list of a model's hyper-parameters, is what the model holds and saves.
+    model = build(name)
+    assert isinstance(model, cls) and type(model.hparams) is cls.Hparams
+    assert models.hparam_names(name) == tuple(model.get_config()["hparams"])
+    assert type(cls.from_config(model.get_config()).hparams) is cls.Hparams
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -245,7 +244,7 @@ def test_hrnn_sizes_and_cudnn_friendly_lstms():
 
 def test_hrnn_head_is_not_renormalised():
   model = build("HierarchicalLstmModel")
-  assert model.classifier.normalize_input is False
+  assert model.classifier.hparams.normalize_input is False
   x, n = videos([5], 5, seed=8)
   out = model(x, num_frames=n)
   np.testing.assert_allclose(model.classifier(out["representation"])["predictions"],
@@ -307,7 +306,7 @@ def test_netvlad_structure_follows_willow():
   out = model(x, num_frames=n)
   assert (model.rgb_vlad.cluster_size, model.audio_vlad.cluster_size) == (4, 2)
   assert model.hidden.kernel.shape == (RGB * 4 + (D - RGB) * 2, 8)
-  assert model.classifier.normalize_input is False
+  assert model.classifier.hparams.normalize_input is False
   # With prob gating the head's probabilities are scaled down by a sigmoid gate.
   head = model.classifier(out["representation"])["predictions"].numpy()
   assert np.all(out["predictions"].numpy() <= head + 1e-7)
@@ -327,21 +326,21 @@ def test_nextvlad_structure_follows_lin_et_al():
   assert model.hidden.kernel.shape == (8 * 4 + 8 * 2, 8)
   assert model.gate_reduce.kernel.shape == (8, 4) and model.gate_expand.kernel.shape == (4, 8)
   assert type(model.classifier).__name__ == "LogisticModel"
-  assert model.classifier.normalize_input is False
+  assert model.classifier.hparams.normalize_input is False
 
 
 def test_defaults_are_the_reference_settings():
   hrnn = HierarchicalLstmModel(C).get_config()
-  assert {k: hrnn[k] for k in HierarchicalLstmModel.HPARAMS} == dict(
+  assert hrnn["hparams"] == dict(
       lstm_cells=1024, lstm_layers=2, hrnn_block_frames=15,
       video_level_classifier_model="MoeModel", moe_num_mixtures=2, l2_penalty=1e-8)
   netvlad = NetVladModel(C).get_config()
-  assert {k: netvlad[k] for k in NetVladModel.HPARAMS} == dict(
+  assert netvlad["hparams"] == dict(
       rgb_size=1024, netvlad_cluster_size=256, netvlad_hidden_size=1024,
       netvlad_add_batch_norm=True, netvlad_relu=False, gating=True, moe_prob_gating=True,
       video_level_classifier_model="MoeModel", moe_num_mixtures=2, l2_penalty=1e-8)
   nextvlad = NeXtVladModel(C).get_config()
-  assert {k: nextvlad[k] for k in NeXtVladModel.HPARAMS} == dict(
+  assert nextvlad["hparams"] == dict(
       rgb_size=1024, nextvlad_cluster_size=128, nextvlad_hidden_size=2048, groups=8,
       expansion=2, gating_reduction=8, drop_rate=0.5,
       video_level_classifier_model="LogisticModel", moe_num_mixtures=2, l2_penalty=1e-5)

@@ -24,9 +24,9 @@ class CheckpointGone(CheckpointError):
 def build_model(run: run_config_lib.RunConfig) -> keras.Model:
   """The run's model with its weights created (Keras 3 builds on the first call), so that a
   checkpoint restore finds every variable. Call inside strategy.scope()."""
-  model = models.build_model(run.model, run.num_classes, **run.model_hparams)
+  model = models.build_model(run.model, run.num_classes, run.model_hparams)
   if run.frame_selection == frame_selection.LEARNED:
-    model = selector.LearnedFrameSelection(model, run.student_frames, **run.selector_hparams)
+    model = selector.LearnedFrameSelection(model, run.student_frames, run.selector_hparams)
   dummy_outputs(model, run)
   check_checkpointable(model)
   return model

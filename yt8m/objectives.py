@@ -27,7 +27,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from yt8m import building, distill, losses, readers
+from yt8m import building, distill, losses, models, readers
 from yt8m import run_config as run_config_lib
 
 _STEP_KEYS = ("features", "num_frames", "labels")
@@ -99,7 +99,8 @@ class Supervised:
 
   @property
   def _reinforce(self) -> bool:
-    return self.run.selector_hparams.get("selector_estimator") == "reinforce"
+    hparams = self.run.selector_hparams
+    return hparams is not None and hparams.selector_estimator == "reinforce"
 
   def selector_term(self, out: dict, student_per_example: tf.Tensor, logs: dict) -> tf.Tensor:
     """REINFORCE for a learned frame selection: picks whose student loss beats the batch
@@ -285,8 +286,8 @@ class Distillation(Supervised):
     # A learned selection reports the frames it picked; otherwise the reader's.
     frame_indices = out.get("frame_indices", batch.get("frame_indices"))
     terms = distill.student_terms(teacher_out, out, frame_indices, self.weights,
-                                  getattr(self.model, "hrnn_block_frames", None),
-                                  getattr(self.teacher, "hrnn_block_frames", None))
+                                  models.block_frames(self.model),
+                                  models.block_frames(self.teacher))
     total = tf.constant(0.0)
     student_per_example = self.ce_weight * label_per_example
     for name, (weight, per_example) in terms.items():

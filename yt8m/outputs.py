@@ -105,42 +105,100 @@ def check_output(path: str, signature: str | Callable[[str], bool]) -> None:
     raise OutputError(f"cannot write {describe_io_error(path, e)}") from None
 
 
+class OutputExistsError(FileExistsError, ValueError):
+  """An output that must be new already exists (it is never replaced)."""
+
+
+def _refuse_existing(path: str) -> None:
+  raise OutputExistsError(f"refusing to overwrite existing file {path} (choose another path "
+                          "or delete it)")
+
+
+def _publish_new(temporary: str, path: str) -> None:
+  """Renames temporary onto path unless path exists, without a window between the check and
+  the rename where it can (a hard link fails on an existing name; rename would not)."""
+  if "://" in path:
+    tf.io.gfile.rename(temporary, path, overwrite=False)  # refuses an existing path
+    return
+  try:
+    os.link(temporary, path)
+  except FileExistsError:
+    _refuse_existing(path)
+  except OSError:  # a file system without hard links
+    if os.path.exists(path):
+      _refuse_existing(path)
+    os.replace(temporary, path)
+    return
+  os.remove(temporary)
+
+
 @contextlib.contextmanager
-def atomic_output(path: str, signature: str | Callable[[str], bool],
-                  binary: bool = False) -> Iterator[IO]:
-  """Opens a temporary file beside `path` for writing and renames it onto `path` when the
-  block finishes, so a killed run never leaves a partial file there (and the next run removes
-  the killed run's temporary). An existing `path` is replaced only if it is an earlier output
-  of the same kind: it starts with `signature`, or `signature(path)` is true; anything else
-  is refused, so a mistyped path cannot destroy a user's file. gs:// paths work."""
-  check_output(path, signature)
+def atomic_path(path: str, signature: str | Callable[[str], bool] | None) -> Iterator[str]:
+  """Yields a temporary path beside `path` for the caller to write (any writer: a GFile, a
+  TFRecordWriter), then renames it onto `path`, so a killed run never leaves a partial file
+  there (and the next run removes the killed run's temporary). An existing `path` is replaced
+  only if it is an earlier output of the same kind: it starts with `signature`, or
+  `signature(path)` is true; anything else is refused, so a mistyped path cannot destroy a
+  user's file. With signature None, `path` must not exist and is never replaced
+  (OutputExistsError). gs:// paths work.
+
+  Raises:
+    OutputError: the path cannot be written (the message names it).
+    FileExistsError: path holds something that may not be replaced.
+  """
+  if signature is None:
+    if tf.io.gfile.exists(path):
+      _refuse_existing(path)
+  else:
+    check_output(path, signature)
   try:
     parent = os.path.dirname(path)
     if parent and not tf.io.gfile.exists(parent):
       tf.io.gfile.makedirs(parent)
     for stale in remove_stale_temporaries(path):
       logging.info("removed %s, left by a killed run", stale)
-    temporary = _temporary(path)
-    if "://" not in temporary:
-      remove_at_exit(temporary)
-    f = tf.io.gfile.GFile(temporary, "wb" if binary else "w")
-    f.write(b"" if binary else "")  # opens it: an unwritable place fails here, by name
   except (tf.errors.OpError, OSError) as e:
     raise OutputError(f"cannot write {describe_io_error(path, e)}") from None
+  temporary = _temporary(path)
+  if "://" not in temporary:
+    remove_at_exit(temporary)
   try:
-    yield f
+    yield temporary
     try:
-      f.close()  # remote files are uploaded here
-      tf.io.gfile.rename(temporary, path, overwrite=True)
-    except tf.errors.OpError as e:
+      if signature is None:
+        _publish_new(temporary, path)
+      else:
+        tf.io.gfile.rename(temporary, path, overwrite=True)
+    except OutputExistsError:
+      raise
+    except (tf.errors.OpError, OSError) as e:
       raise OutputError(f"cannot write {describe_io_error(path, e)}") from None
   finally:
     with contextlib.suppress(tf.errors.OpError):  # (the error that got us here is raised)
-      f.close()
-    with contextlib.suppress(tf.errors.OpError):
       if tf.io.gfile.exists(temporary):
         tf.io.gfile.remove(temporary)
     keep(temporary)
+
+
+@contextlib.contextmanager
+def atomic_output(path: str, signature: str | Callable[[str], bool] | None,
+                  binary: bool = False) -> Iterator[IO]:
+  """atomic_path, with the temporary opened for writing (text, or bytes if binary)."""
+  with atomic_path(path, signature) as temporary:
+    try:
+      f = tf.io.gfile.GFile(temporary, "wb" if binary else "w")
+      f.write(b"" if binary else "")  # opens it: an unwritable place fails here, by name
+    except (tf.errors.OpError, OSError) as e:
+      raise OutputError(f"cannot write {describe_io_error(path, e)}") from None
+    try:
+      yield f
+      try:
+        f.close()  # remote files are uploaded here
+      except tf.errors.OpError as e:
+        raise OutputError(f"cannot write {describe_io_error(path, e)}") from None
+    finally:
+      with contextlib.suppress(tf.errors.OpError):  # (the error that got us here is raised)
+        f.close()
 
 
 # This process's local temporaries (atomic_output's files, extracted bundles): removed at

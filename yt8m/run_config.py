@@ -15,7 +15,8 @@ from typing import Any
 
 import tensorflow as tf
 
-from yt8m import distill, outputs, readers
+from yt8m import distill, frame_selection, models, outputs, readers
+from yt8m.models import selector
 
 MODEL_FLAGS_FILE = "model_flags.json"
 
@@ -35,13 +36,27 @@ class RunConfig:
   max_frames: int = 300
   student_frames: int | None = None
   frame_selection: str = "uniform"
-  model_hparams: dict[str, Any] = dataclasses.field(default_factory=dict)
-  # --frame_selection=learned: the selector's hyper-parameters (yt8m/models/selector.py).
-  selector_hparams: dict[str, Any] = dataclasses.field(default_factory=dict)
+  # The model's typed hyper-parameters (models.hparams_class(model)); a dict given here (an
+  # older model_flags.json, a caller) is converted, missing keys taking their defaults.
+  model_hparams: models.Hparams | dict[str, Any] = dataclasses.field(default_factory=dict)
+  # --frame_selection=learned: the selector's hyper-parameters (a dict is converted too);
+  # None for the other strategies.
+  selector_hparams: selector.SelectorHparams | dict[str, Any] | None = None
   # A distilled student's teacher and loss weights; None for ordinary training.
   distillation: "Distillation | None" = None
   # Read 2017 (`video_id`) and 2018+ (`id`) files together (--allow_mixed_datasets).
   allow_mixed_id_keys: bool = False
+
+  def __post_init__(self):
+    object.__setattr__(self, "model_hparams",
+                       models.make_hparams(self.model, self.model_hparams))
+    hparams = self.selector_hparams
+    if self.frame_selection != frame_selection.LEARNED:
+      hparams = None
+    elif not isinstance(hparams, selector.SelectorHparams):
+      hparams = models.layers.make_hparams(selector.SelectorHparams, "the learned selector",
+                                           hparams or {})
+    object.__setattr__(self, "selector_hparams", hparams)
 
   @property
   def teacher(self) -> "RunConfig | None":
@@ -59,6 +74,9 @@ class RunConfig:
   def to_json(self) -> dict:
     out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
     out["distillation"] = self.distillation.to_json() if self.distillation else None
+    out["model_hparams"] = dataclasses.asdict(self.model_hparams)
+    out["selector_hparams"] = (dataclasses.asdict(self.selector_hparams)
+                               if self.selector_hparams else {})
     # The starter wrote comma-separated strings; keep its format for these keys.
     out["feature_names"] = ",".join(self.feature_names)
     out["feature_sizes"] = ",".join(map(str, self.feature_sizes))
@@ -197,7 +215,7 @@ def with_teacher(student: RunConfig, mode: str,
                            "teacher")
     teacher = parallel_teacher or dataclasses.replace(student, student_frames=None,
                                                       frame_selection="uniform",
-                                                      selector_hparams={})
+                                                      selector_hparams=None)
     extra = {}
   else:
     raise RunConfigError(f"unknown distillation mode {mode!r}")

@@ -31,7 +31,7 @@ if __name__ == "__main__":  # python -m yt8m.synthetic: quiet before TensorFlow'
 
 import tensorflow as tf
 
-from yt8m import readers
+from yt8m import outputs, readers
 
 # ----------------------------------------------------------------------------------------------
 # Format constants (real YouTube-8M frame-level layout).
@@ -540,29 +540,8 @@ def manifest_path(output_dir: str, split: str) -> str:
   return os.path.join(output_dir, f"{split}_manifest.json")
 
 
-class OutputExistsError(FileExistsError, ValueError):
-  """An output file already exists; the generator never overwrites files."""
-
-
-def _publish(tmp: str, final: str) -> None:
-  """Atomically moves a finished temp file to `final`, never replacing an existing file."""
-  try:
-    os.link(tmp, final)  # fails if `final` exists, unlike rename
-  except FileExistsError:
-    os.unlink(tmp)
-    raise OutputExistsError(f"refusing to overwrite existing file {final}") from None
-  except OSError:  # filesystem without hard links
-    if os.path.exists(final):
-      os.unlink(tmp)
-      raise OutputExistsError(f"refusing to overwrite existing file {final}") from None
-    os.replace(tmp, final)
-    return
-  os.unlink(tmp)
-
-
-def _tmp_name(path: str) -> str:
-  d, base = os.path.split(path)
-  return os.path.join(d, f".{base}.tmp-{os.getpid()}")
+# The generator never replaces a file (outputs.atomic_path with no signature).
+OutputExistsError = outputs.OutputExistsError
 
 
 def _validate(output_dir: str, num_videos: int, seed: int, num_shards: int, top_classes: int | None,
@@ -633,25 +612,18 @@ def generate(output_dir: str, num_videos: int, seed: int, from_video_level: str 
   rating_counts = np.zeros(3, np.int64)  # discarded draws, rated segments, positives
   for shard, path in enumerate(paths):
     lo, hi = shard * num_videos // num_shards, (shard + 1) * num_videos // num_shards
-    tmp = _tmp_name(path)
-    try:
-      with tf.io.TFRecordWriter(tmp) as writer:
-        for i in range(lo, hi):
-          rng, name = video_rng(seed, split, i), video_id(split, seed, world_seed, i)
-          if segment_ratings:
-            video, segments, redraws = _rated_video(world, rng, name, top_classes,
-                                                    segment_rng(seed, split, i), rated_classes)
-            rating_counts += [redraws, segments[0].size, int(segments[2].sum())]
-          else:
-            video, segments = make_video(world, rng, name, top_classes), None
-          writer.write(serialize_video(video, segments))
-          lengths[i] = video.num_frames
-          label_counts[video.labels] += 1
-    except BaseException:
-      if os.path.exists(tmp):
-        os.unlink(tmp)
-      raise
-    _publish(tmp, path)
+    with outputs.atomic_path(path, signature=None) as tmp, tf.io.TFRecordWriter(tmp) as writer:
+      for i in range(lo, hi):
+        rng, name = video_rng(seed, split, i), video_id(split, seed, world_seed, i)
+        if segment_ratings:
+          video, segments, redraws = _rated_video(world, rng, name, top_classes,
+                                                  segment_rng(seed, split, i), rated_classes)
+          rating_counts += [redraws, segments[0].size, int(segments[2].sum())]
+        else:
+          video, segments = make_video(world, rng, name, top_classes), None
+        writer.write(serialize_video(video, segments))
+        lengths[i] = video.num_frames
+        label_counts[video.labels] += 1
 
   info = {
     "generator": "yt8m.synthetic", "generator_version": GENERATOR_VERSION,
@@ -687,11 +659,8 @@ def generate(output_dir: str, num_videos: int, seed: int, from_video_level: str 
       "num_rated_classes": None if rated_classes is None else int(rated_classes.size),
       "num_draws_discarded": int(rating_counts[0]), "num_rated_segments": int(rating_counts[1]),
       "num_positive_ratings": int(rating_counts[2])}
-  tmp = _tmp_name(manifest)
-  with open(tmp, "w", encoding="utf-8") as f:
-    json.dump(info, f, indent=2, sort_keys=True)
-    f.write("\n")
-  _publish(tmp, manifest)
+  with outputs.atomic_output(manifest, signature=None) as f:
+    f.write(json.dumps(info, indent=2, sort_keys=True) + "\n")
   return paths
 
 

@@ -69,7 +69,7 @@ def model_hparams(model_name: str, feature_sizes: tuple[int, ...] = ()) -> dict:
   """The model flags that `model_name`'s constructor takes, as keyword arguments (and, for
   the two-branch VLAD models, the rgb width: the first of --feature_sizes)."""
   try:
-    accepted = models.hparam_names(model_name)  # the model's HPARAMS: one source of truth
+    accepted = models.hparam_names(model_name)  # the model's Hparams: one source of truth
   except ValueError:
     raise ValueError(f"unknown --model {model_name!r}; choose one of "
                      f"{', '.join(sorted(models.MODELS))}") from None

@@ -99,9 +99,10 @@ def check_against_run(run: run_config.RunConfig) -> None:
             "num_classes") if FLAGS[name].present}
   problems = [f"--{k}={v} (the run has {saved[k]!r})" for k, v in given.items()
               if str(v).replace(" ", "") != str(saved[k])]
-  problems += [f"--{k}={v} (the run has {run.model_hparams.get(k)!r})"
+  hparams = saved["model_hparams"]
+  problems += [f"--{k}={v} (the run has {hparams[k]!r})"
                for k, v in common_flags.explicitly_set_model_flags().items()
-               if k in run.model_hparams and run.model_hparams[k] != v]
+               if k in hparams and hparams[k] != v]
   if problems:
     raise run_config.RunConfigError(
         f"flags contradict {run_config.path(FLAGS.train_dir)}: {'; '.join(problems)}")

@@ -133,13 +133,13 @@ FLAGS = flags.FLAGS
 def with_distillation(run: run_config.RunConfig) -> run_config.RunConfig:
   # A parallel teacher is the same model on every frame, with the teacher's block length.
   teacher = dataclasses.replace(run, student_frames=None, frame_selection="uniform",
-                                selector_hparams={})
+                                selector_hparams=None)
   if FLAGS.student_hrnn_block_frames:
-    if "hrnn_block_frames" not in run.model_hparams or not run.student_frames:
+    if not hasattr(run.model_hparams, "hrnn_block_frames") or not run.student_frames:
       raise ValueError("--student_hrnn_block_frames is for HierarchicalLstmModel students "
                        "(--student_frames)")
-    run = dataclasses.replace(run, model_hparams={
-        **run.model_hparams, "hrnn_block_frames": FLAGS.student_hrnn_block_frames})
+    run = dataclasses.replace(run, model_hparams=dataclasses.replace(
+        run.model_hparams, hrnn_block_frames=FLAGS.student_hrnn_block_frames))
   mode = FLAGS.distillation or ("serial" if FLAGS.teacher_dir else "")
   if not mode:
     if FLAGS.teacher_dir:
@@ -207,7 +207,7 @@ def main(argv):
         mixed_precision=FLAGS.mixed_precision, start_new_model=FLAGS.start_new_model,
         init_from=init_from, cache_teacher=FLAGS.cache_teacher_outputs,
         hparams={f.name: f.value for f in command.module_flags(__name__)}
-        | run.model_hparams)
+        | dataclasses.asdict(run.model_hparams))
     strategy = train_lib.make_strategy(FLAGS.tpu, FLAGS.num_gpu)
     train_lib.train(run, files, config, strategy)
   except (ValueError, readers.DataError, run_config.RunConfigError, train_lib.TrainError,

@@ -6,6 +6,7 @@ padded frames never change a result, whatever T is (300 for a teacher, k for a s
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import keras
@@ -23,24 +24,27 @@ def _slim_batch_norm(name: str) -> keras.layers.BatchNormalization:
       name=name)
 
 
+@dataclasses.dataclass(frozen=True)
+class FrameLevelLogisticHparams(layers.Hparams):
+  l2_penalty: float = 1e-8
+
+
 @keras.saving.register_keras_serializable(package="yt8m")
-class FrameLevelLogisticModel(keras.Model):
+class FrameLevelLogisticModel(layers.HparamsModel):
   """Logistic regression on the mean of the real frames.
 
-  Args:
-    num_classes: C.
+  Hyper-parameters (FrameLevelLogisticHparams):
     l2_penalty: slim.l2_regularizer scale on the kernel.
   """
 
-  HPARAMS = ("l2_penalty",)
+  Hparams = FrameLevelLogisticHparams
 
-  def __init__(self, num_classes: int, *, l2_penalty: float = 1e-8, **kwargs):
-    super().__init__(**kwargs)
-    self.num_classes = layers.check_int("num_classes", num_classes)
-    self.l2_penalty = layers.check_penalty("l2_penalty", l2_penalty)
+  def __init__(self, num_classes: int, hparams: FrameLevelLogisticHparams | None = None,
+               **kwargs):
+    super().__init__(num_classes, hparams, **kwargs)
     self.logistic = keras.layers.Dense(
         num_classes, kernel_initializer="glorot_uniform", bias_initializer="zeros",
-        kernel_regularizer=layers.slim_l2(self.l2_penalty), name="logistic")
+        kernel_regularizer=layers.slim_l2(self.hparams.l2_penalty), name="logistic")
 
   def build(self, features_shape):
     self.logistic.build((features_shape[0], features_shape[-1]))
@@ -60,14 +64,20 @@ class FrameLevelLogisticModel(keras.Model):
     logits = tf.cast(self.logistic(mean), tf.float32)  # float32 output, as LogisticModel
     return {"predictions": tf.sigmoid(logits), "logits": logits, "representation": mean}
 
-  def get_config(self):
-    config = super().get_config()
-    config.update(num_classes=self.num_classes, l2_penalty=self.l2_penalty)
-    return config
+
+@dataclasses.dataclass(frozen=True)
+class DbofHparams(video_level.ClassifierHparams):
+  iterations: int = 30
+  sample_random_frames: bool = True
+  dbof_add_batch_norm: bool = True
+  dbof_cluster_size: int = 8192
+  dbof_hidden_size: int = 1024
+  dbof_pooling_method: str = layers.choice("max", layers.POOLING_METHODS)
+  dbof_activation: str = layers.choice("sigmoid", tuple(DBOF_ACTIVATIONS))
 
 
 @keras.saving.register_keras_serializable(package="yt8m")
-class DbofModel(layers.HparamsConfig, keras.Model):
+class DbofModel(layers.HparamsModel):
   """Deep Bag of Frames: sample frames, project each to a wide 'cluster' layer, pool over the
   frames, project to a hidden layer, classify with a video-level model.
 
@@ -82,8 +92,7 @@ class DbofModel(layers.HparamsConfig, keras.Model):
   N(0, 0.01). Batch norms use slim's momentum 0.999 and epsilon 0.001. Only the classifier's
   kernels carry an L2 penalty.
 
-  Args:
-    num_classes: C.
+  Hyper-parameters (DbofHparams):
     iterations: frames sampled per video.
     sample_random_frames: i.i.d. frames (True) or a contiguous window (False) when training.
     dbof_add_batch_norm: batch norm on the input, cluster and hidden layers (else biases).
@@ -96,63 +105,42 @@ class DbofModel(layers.HparamsConfig, keras.Model):
     l2_penalty: L2 scale of the classifier.
   """
 
-  HPARAMS = ("iterations", "sample_random_frames", "dbof_add_batch_norm", "dbof_cluster_size",
-             "dbof_hidden_size", "dbof_pooling_method", "dbof_activation",
-             "video_level_classifier_model", "moe_num_mixtures", "l2_penalty")
+  Hparams = DbofHparams
 
-  def __init__(self, num_classes: int, *, iterations: int = 30,
-               sample_random_frames: bool = True, dbof_add_batch_norm: bool = True,
-               dbof_cluster_size: int = 8192, dbof_hidden_size: int = 1024,
-               dbof_pooling_method: str = "max", dbof_activation: str = "sigmoid",
-               video_level_classifier_model: str = "MoeModel", moe_num_mixtures: int = 2,
-               l2_penalty: float = 1e-8, **kwargs):
-    super().__init__(**kwargs)
-    self.num_classes = layers.check_int("num_classes", num_classes)
-    self.iterations = layers.check_int("iterations", iterations)
-    self.sample_random_frames = layers.check_bool("sample_random_frames", sample_random_frames)
+  def __init__(self, num_classes: int, hparams: DbofHparams | None = None, **kwargs):
+    super().__init__(num_classes, hparams, **kwargs)
     # Its state is saved with the training checkpoint, so a resumed run draws what the
     # uninterrupted one would have.
     self.frame_sampling = keras.random.SeedGenerator(name="frame_sampling")
-    self.dbof_add_batch_norm = layers.check_bool("dbof_add_batch_norm", dbof_add_batch_norm)
-    self.dbof_cluster_size = layers.check_int("dbof_cluster_size", dbof_cluster_size)
-    self.dbof_hidden_size = layers.check_int("dbof_hidden_size", dbof_hidden_size)
-    self.dbof_pooling_method = layers.check_choice("dbof_pooling_method", dbof_pooling_method,
-                                                   layers.POOLING_METHODS)
-    self.dbof_activation = layers.check_choice("dbof_activation", dbof_activation,
-                                               tuple(DBOF_ACTIVATIONS))
-    video_level.set_classifier_hparams(self, video_level_classifier_model, moe_num_mixtures,
-                                       l2_penalty)
-    self.classifier = video_level.build_classifier(
-        video_level_classifier_model, num_classes, l2_penalty=self.l2_penalty,
-        moe_num_mixtures=self.moe_num_mixtures, name="classifier")
+    self.classifier = video_level.build_classifier(self.hparams, num_classes, name="classifier")
 
   def build(self, features_shape):
     feature_size = features_shape[-1]
     if feature_size is None:
       raise ValueError("DbofModel needs a static feature dimension")
-    bn = self.dbof_add_batch_norm
+    bn = self.hparams.dbof_add_batch_norm
     # The cluster initialisers depend on D, so these layers are created here, not in __init__.
     normal = keras.initializers.RandomNormal
     input_std = 1 / math.sqrt(feature_size)
     self.input_bn = _slim_batch_norm("input_bn") if bn else None
     self.cluster = keras.layers.Dense(
-        self.dbof_cluster_size, use_bias=not bn, kernel_initializer=normal(stddev=input_std),
+        self.hparams.dbof_cluster_size, use_bias=not bn, kernel_initializer=normal(stddev=input_std),
         bias_initializer=normal(stddev=input_std), name="cluster")
     self.cluster_bn = _slim_batch_norm("cluster_bn") if bn else None
     self.hidden = keras.layers.Dense(
-        self.dbof_hidden_size, use_bias=not bn,
-        kernel_initializer=normal(stddev=1 / math.sqrt(self.dbof_cluster_size)),
+        self.hparams.dbof_hidden_size, use_bias=not bn,
+        kernel_initializer=normal(stddev=1 / math.sqrt(self.hparams.dbof_cluster_size)),
         bias_initializer=normal(stddev=0.01), name="hidden1")
     self.hidden_bn = _slim_batch_norm("hidden1_bn") if bn else None
 
-    frame_shape = (None, self.iterations, feature_size)
+    frame_shape = (None, self.hparams.iterations, feature_size)
     if bn:
       self.input_bn.build(frame_shape)
-      self.cluster_bn.build((None, self.iterations, self.dbof_cluster_size))
-      self.hidden_bn.build((None, self.dbof_hidden_size))
+      self.cluster_bn.build((None, self.hparams.iterations, self.hparams.dbof_cluster_size))
+      self.hidden_bn.build((None, self.hparams.dbof_hidden_size))
     self.cluster.build(frame_shape)
-    self.hidden.build((None, self.dbof_cluster_size))
-    self.classifier.build((None, self.dbof_hidden_size))
+    self.hidden.build((None, self.hparams.dbof_cluster_size))
+    self.classifier.build((None, self.hparams.dbof_hidden_size))
 
   def sample_indices(self, num_frames: tf.Tensor, training: bool) -> tf.Tensor:
     """Which frames DBoF looks at.
@@ -165,10 +153,10 @@ class DbofModel(layers.HparamsConfig, keras.Model):
       [B, iterations] int32 indices of real frames.
     """
     if not training:
-      return layers.evenly_spaced_frames(num_frames, self.iterations)
-    if self.sample_random_frames:
-      return layers.sample_random_frames(num_frames, self.iterations, self.frame_sampling)
-    return layers.sample_random_sequence(num_frames, self.iterations, self.frame_sampling)
+      return layers.evenly_spaced_frames(num_frames, self.hparams.iterations)
+    if self.hparams.sample_random_frames:
+      return layers.sample_random_frames(num_frames, self.hparams.iterations, self.frame_sampling)
+    return layers.sample_random_sequence(num_frames, self.hparams.iterations, self.frame_sampling)
 
   def call(self, features, num_frames=None, training=False):
     """Args:
@@ -184,13 +172,13 @@ class DbofModel(layers.HparamsConfig, keras.Model):
     # [B, iterations, D]; Dense and BatchNormalization act per frame, so no reshape to
     # [B*iterations, D] is needed (BN statistics still run over all sampled frames).
     x = layers.gather_frames(frames, indices)
-    activation = DBOF_ACTIVATIONS[self.dbof_activation]
+    activation = DBOF_ACTIVATIONS[self.hparams.dbof_activation]
     if self.input_bn is not None:
       x = self.input_bn(x, training=training)
     x = self.cluster(x)
     if self.cluster_bn is not None:
       x = self.cluster_bn(x, training=training)
-    x = layers.frame_pooling(activation(x), self.dbof_pooling_method)
+    x = layers.frame_pooling(activation(x), self.hparams.dbof_pooling_method)
     x = self.hidden(x)
     if self.hidden_bn is not None:
       x = self.hidden_bn(x, training=training)
@@ -200,8 +188,14 @@ class DbofModel(layers.HparamsConfig, keras.Model):
 
 
 
+@dataclasses.dataclass(frozen=True)
+class LstmHparams(video_level.ClassifierHparams):
+  lstm_cells: int = 1024
+  lstm_layers: int = 2
+
+
 @keras.saving.register_keras_serializable(package="yt8m")
-class LstmModel(layers.HparamsConfig, keras.Model):
+class LstmModel(layers.HparamsModel):
   """Stacked LSTMs over the real frames; the top layer's final h feeds a video-level model.
 
   Each layer is keras.layers.LSTM(lstm_cells, unit_forget_bias=True) with default activations
@@ -213,8 +207,7 @@ class LstmModel(layers.HparamsConfig, keras.Model):
   1 and trains it. The initial function is the same; training differs slightly. Gate order also
   differs (TF1 i, j, f, o; Keras i, f, c, o), which matters only when converting checkpoints.
 
-  Args:
-    num_classes: C.
+  Hyper-parameters (LstmHparams):
     lstm_cells: units per layer (the representation size).
     lstm_layers: stacked layers.
     video_level_classifier_model: 'MoeModel' or 'LogisticModel'.
@@ -222,18 +215,11 @@ class LstmModel(layers.HparamsConfig, keras.Model):
     l2_penalty: L2 scale of the classifier (the LSTMs are unregularised, as in the starter).
   """
 
-  HPARAMS = ("lstm_cells", "lstm_layers", "video_level_classifier_model", "moe_num_mixtures",
-             "l2_penalty")
+  Hparams = LstmHparams
 
-  def __init__(self, num_classes: int, *, lstm_cells: int = 1024, lstm_layers: int = 2,
-               video_level_classifier_model: str = "MoeModel", moe_num_mixtures: int = 2,
-               l2_penalty: float = 1e-8, **kwargs):
-    super().__init__(**kwargs)
-    self.num_classes = layers.check_int("num_classes", num_classes)
-    self.lstm_cells = layers.check_int("lstm_cells", lstm_cells)
-    self.lstm_layers = layers.check_int("lstm_layers", lstm_layers)
-    video_level.set_classifier_hparams(self, video_level_classifier_model, moe_num_mixtures,
-                                       l2_penalty)
+  def __init__(self, num_classes: int, hparams: LstmHparams | None = None, **kwargs):
+    super().__init__(num_classes, hparams, **kwargs)
+    lstm_cells, lstm_layers = self.hparams.lstm_cells, self.hparams.lstm_layers
     # Lower layers hand their whole sequence up; the top one returns its last real-frame h.
     # One attribute per layer: tf.train.Checkpoint does not see into a Python list held by
     # a Keras 3 layer, so a list would leave the LSTM weights out of every checkpoint.
@@ -241,20 +227,18 @@ class LstmModel(layers.HparamsConfig, keras.Model):
       setattr(self, f"lstm_{i}", keras.layers.LSTM(
           lstm_cells, unit_forget_bias=True, return_sequences=i < lstm_layers - 1,
           name=f"lstm_{i}"))
-    self.classifier = video_level.build_classifier(
-        video_level_classifier_model, num_classes, l2_penalty=self.l2_penalty,
-        moe_num_mixtures=self.moe_num_mixtures, name="classifier")
+    self.classifier = video_level.build_classifier(self.hparams, num_classes, name="classifier")
 
   @property
   def lstms(self) -> list:
-    return [getattr(self, f"lstm_{i}") for i in range(self.lstm_layers)]
+    return [getattr(self, f"lstm_{i}") for i in range(self.hparams.lstm_layers)]
 
   def build(self, features_shape):
     shape = tuple(features_shape)
     for lstm in self.lstms:
       lstm.build(shape)
-      shape = shape[:-1] + (self.lstm_cells,)
-    self.classifier.build((None, self.lstm_cells))
+      shape = shape[:-1] + (self.hparams.lstm_cells,)
+    self.classifier.build((None, self.hparams.lstm_cells))
 
   def call(self, features, num_frames=None, training=False):
     """Args:

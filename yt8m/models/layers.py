@@ -7,6 +7,8 @@ padding after them (the readers' layout).
 
 from __future__ import annotations
 
+import dataclasses
+
 import keras
 import tensorflow as tf
 
@@ -202,12 +204,78 @@ def check_penalty(name: str, value) -> float:
   return float(value)
 
 
-class HparamsConfig:
-  """Mixin for models whose constructor arguments are `num_classes` plus the names in the
-  class's HPARAMS, each stored as an attribute: get_config() returns exactly those."""
+def check_rate(name: str, value) -> float:
+  """Raises ValueError unless value is a number in [0, 1)."""
+  number = isinstance(value, (int, float)) and not isinstance(value, bool)
+  if not number or not 0 <= value < 1:
+    raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
+  return float(value)
+
+
+# How a field is checked when it does not name its own check (`from __future__ import
+# annotations` makes field.type the annotation's text).
+_CHECKS_BY_TYPE = {"int": check_int, "bool": check_bool, "float": check_penalty}
+
+
+@dataclasses.dataclass(frozen=True)
+class Hparams:
+  """Base of a model's hyper-parameters: one frozen dataclass per model, the one place that
+  names them, gives their defaults and checks them. An int field must be >= 1, a bool a real
+  bool, a float a finite number >= 0, unless the field names its own check (see choice, rate).
+
+  Raises:
+    ValueError: a value that fails its check (the message names the field).
+  """
+
+  def __post_init__(self):
+    for field in dataclasses.fields(self):
+      check = field.metadata.get("check") or _CHECKS_BY_TYPE[field.type]
+      object.__setattr__(self, field.name, check(field.name, getattr(self, field.name)))
+
+
+def choice(default: str, choices: tuple[str, ...]):
+  """A field whose value must be one of choices."""
+  return dataclasses.field(default=default, metadata={
+      "check": lambda name, value: check_choice(name, value, tuple(choices))})
+
+
+def rate(default: float):
+  """A field whose value must be a number in [0, 1)."""
+  return dataclasses.field(default=default, metadata={"check": check_rate})
+
+
+def make_hparams(cls: type, model: str, values: dict) -> Hparams:
+  """cls(**values), with one line naming the keys `model` does not take."""
+  known = [field.name for field in dataclasses.fields(cls)]
+  unknown = sorted(set(values) - set(known))
+  if unknown:
+    raise ValueError(f"{model} does not take hyper-parameter(s) {', '.join(unknown)}; it takes "
+                     f"{', '.join(known)}")
+  return cls(**values)
+
+
+class HparamsModel(keras.Model):
+  """A model built from num_classes and its `Hparams` (self.hparams): get_config() and
+  from_config() round-trip exactly those."""
+
+  Hparams: type[Hparams] = Hparams
+
+  def __init__(self, num_classes: int, hparams: Hparams | None = None, **kwargs):
+    super().__init__(**kwargs)
+    self.num_classes = check_int("num_classes", num_classes)
+    hparams = self.Hparams() if hparams is None else hparams
+    if type(hparams) is not self.Hparams:
+      raise TypeError(f"{type(self).__name__} takes {self.Hparams.__name__}, got "
+                      f"{type(hparams).__name__}")
+    self.hparams = hparams
 
   def get_config(self):
     config = super().get_config()
-    config.update({"num_classes": self.num_classes,
-                   **{name: getattr(self, name) for name in self.HPARAMS}})
+    config.update(num_classes=self.num_classes, hparams=dataclasses.asdict(self.hparams))
     return config
+
+  @classmethod
+  def from_config(cls, config):
+    config = dict(config)
+    config["hparams"] = make_hparams(cls.Hparams, cls.__name__, config.get("hparams", {}))
+    return cls(**config)

@@ -27,12 +27,30 @@ Training estimators (--selector_estimator):
 
 from __future__ import annotations
 
+import dataclasses
+
 import keras
 import tensorflow as tf
 
 from yt8m.models import layers
 
 ESTIMATORS = ("straight_through", "reinforce")
+
+
+def _check_temperature(name: str, value) -> float:
+  value = layers.check_penalty(name, value)
+  if value == 0:
+    raise ValueError(f"{name} must be > 0, got {value!r}")
+  return value
+
+
+@dataclasses.dataclass(frozen=True)
+class SelectorHparams(layers.Hparams):
+  """The learned selector's hyper-parameters (the --selector_* flags)."""
+  selector_hidden: int = 16
+  selector_temperature: float = dataclasses.field(default=1.0,
+                                                  metadata={"check": _check_temperature})
+  selector_estimator: str = layers.choice("straight_through", ESTIMATORS)
 
 
 def stretch_mask(num_frames: tf.Tensor, k: int, max_len: int | tf.Tensor) -> tf.Tensor:
@@ -63,26 +81,20 @@ class LearnedFrameSelection(keras.Model):
   Args:
     student: a frame-level model of the registry.
     student_frames: k.
-    selector_hidden: width of the scorer's hidden layer.
-    selector_temperature: softmax temperature of the training draw (and of the straight-
-      through relaxation).
-    selector_estimator: one of ESTIMATORS.
+    hparams: SelectorHparams:
+      selector_hidden: width of the scorer's hidden layer.
+      selector_temperature: softmax temperature of the training draw (and of the straight-
+        through relaxation).
+      selector_estimator: one of ESTIMATORS.
   """
 
-  HPARAMS = ("selector_hidden", "selector_temperature", "selector_estimator")
-
-  def __init__(self, student: keras.Model, student_frames: int, *, selector_hidden: int = 16,
-               selector_temperature: float = 1.0,
-               selector_estimator: str = "straight_through", **kwargs):
+  def __init__(self, student: keras.Model, student_frames: int,
+               hparams: SelectorHparams | None = None, **kwargs):
     super().__init__(**kwargs)
     self.student = student
     self.student_frames = layers.check_int("student_frames", student_frames)
-    self.selector_hidden = layers.check_int("selector_hidden", selector_hidden)
-    if not selector_temperature > 0:
-      raise ValueError(f"selector_temperature must be > 0, got {selector_temperature}")
-    self.selector_temperature = float(selector_temperature)
-    self.selector_estimator = layers.check_choice("selector_estimator", selector_estimator,
-                                                  ESTIMATORS)
+    self.hparams = SelectorHparams() if hparams is None else hparams
+    selector_hidden = self.hparams.selector_hidden
     self.scorer_hidden = keras.layers.Dense(selector_hidden, activation="relu",
                                             name="scorer_hidden")
     self.scorer_out = keras.layers.Dense(1, name="scorer_out")
@@ -92,10 +104,6 @@ class LearnedFrameSelection(keras.Model):
   @property
   def classifier(self):
     return self.student.classifier
-
-  @property
-  def hrnn_block_frames(self):
-    return getattr(self.student, "hrnn_block_frames", None)
 
   def score(self, frames: tf.Tensor) -> tf.Tensor:
     """[B, T, D] L2-normalised frames -> [B, T] scores."""
@@ -107,7 +115,7 @@ class LearnedFrameSelection(keras.Model):
     k = self.student_frames
     scores = self.score(frames)
     mask = stretch_mask(num_frames, k, tf.shape(frames)[1])
-    logits = tf.where(mask, scores[:, None, :] / self.selector_temperature, -1e9)
+    logits = tf.where(mask, scores[:, None, :] / self.hparams.selector_temperature, -1e9)
     if training:
       uniform = keras.random.uniform(tf.shape(scores), 1e-6, 1.0 - 1e-6,
                                      seed=self.gumbel_noise)
@@ -118,7 +126,7 @@ class LearnedFrameSelection(keras.Model):
     picked = tf.argmax(perturbed, axis=-1, output_type=tf.int32)  # [B, k]
     selected = tf.gather(frames, picked, batch_dims=1)
     extra = {}
-    if training and self.selector_estimator == "straight_through":
+    if training and self.hparams.selector_estimator == "straight_through":
       soft = tf.nn.softmax(perturbed, axis=-1)
       mixture = tf.einsum("bjt,btd->bjd", soft, frames)
       selected += mixture - tf.stop_gradient(mixture)  # value: the hard pick; gradient: soft

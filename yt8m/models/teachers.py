@@ -9,6 +9,7 @@ statistic, so they never change a result whatever T is.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import keras
@@ -23,14 +24,6 @@ def _slim_batch_norm(name: str, **kwargs) -> keras.layers.BatchNormalization:
   return keras.layers.BatchNormalization(
       momentum=layers.SLIM_BN_MOMENTUM, epsilon=layers.SLIM_BN_EPSILON, center=True, scale=True,
       name=name, **kwargs)
-
-
-def _check_rate(name: str, value) -> float:
-  """Raises ValueError unless value is a number in [0, 1)."""
-  number = isinstance(value, (int, float)) and not isinstance(value, bool)
-  if not number or not 0 <= value < 1:
-    raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
-  return float(value)
 
 
 def _real_frames(features: tf.Tensor, num_frames) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
@@ -67,8 +60,15 @@ def _feature_size(features_shape, model: str, rgb_size: int | None = None) -> in
 # ------------------------------------------------------------------------- hierarchical LSTM
 
 
+@dataclasses.dataclass(frozen=True)
+class HierarchicalLstmHparams(video_level.ClassifierHparams):
+  lstm_cells: int = 1024
+  lstm_layers: int = 2
+  hrnn_block_frames: int = 15
+
+
 @keras.saving.register_keras_serializable(package="yt8m")
-class HierarchicalLstmModel(layers.HparamsConfig, keras.Model):
+class HierarchicalLstmModel(layers.HparamsModel):
   """H-RNN (the paper's teacher): a lower LSTM stack encodes blocks of frames, an upper one the
   sequence of blocks.
 
@@ -89,8 +89,7 @@ class HierarchicalLstmModel(layers.HparamsConfig, keras.Model):
   rejects zero-length sequences), and their encoding is then set to zero explicitly. See
   LstmModel for the parity notes on forget bias and gate order.
 
-  Args:
-    num_classes: C.
+  Hyper-parameters (HierarchicalLstmHparams):
     lstm_cells: units per LSTM layer, in both stacks.
     lstm_layers: layers per stack; E has 2 * lstm_layers * lstm_cells entries.
     hrnn_block_frames: l, frames per block.
@@ -99,19 +98,12 @@ class HierarchicalLstmModel(layers.HparamsConfig, keras.Model):
     l2_penalty: L2 scale of the classifier (the LSTMs are unregularised, as the authors').
   """
 
-  HPARAMS = ("lstm_cells", "lstm_layers", "hrnn_block_frames", "video_level_classifier_model",
-             "moe_num_mixtures", "l2_penalty")
+  Hparams = HierarchicalLstmHparams
 
-  def __init__(self, num_classes: int, *, lstm_cells: int = 1024, lstm_layers: int = 2,
-               hrnn_block_frames: int = 15, video_level_classifier_model: str = "MoeModel",
-               moe_num_mixtures: int = 2, l2_penalty: float = 1e-8, **kwargs):
-    super().__init__(**kwargs)
-    self.num_classes = layers.check_int("num_classes", num_classes)
-    self.lstm_cells = layers.check_int("lstm_cells", lstm_cells)
-    self.lstm_layers = layers.check_int("lstm_layers", lstm_layers)
-    self.hrnn_block_frames = layers.check_int("hrnn_block_frames", hrnn_block_frames)
-    video_level.set_classifier_hparams(self, video_level_classifier_model, moe_num_mixtures,
-                                       l2_penalty)
+  def __init__(self, num_classes: int, hparams: HierarchicalLstmHparams | None = None,
+               **kwargs):
+    super().__init__(num_classes, hparams, **kwargs)
+    lstm_cells, lstm_layers = self.hparams.lstm_cells, self.hparams.lstm_layers
     # One attribute per layer: tf.train.Checkpoint does not see into a Python list held by a
     # Keras 3 layer. Every layer returns its final state; lower layers also their sequence.
     for stack in ("lower", "upper"):
@@ -119,30 +111,28 @@ class HierarchicalLstmModel(layers.HparamsConfig, keras.Model):
         setattr(self, f"{stack}_lstm_{i}", keras.layers.LSTM(
             lstm_cells, unit_forget_bias=True, return_sequences=i < lstm_layers - 1,
             return_state=True, name=f"{stack}_lstm_{i}"))
-    self.classifier = video_level.build_classifier(
-        video_level_classifier_model, num_classes, l2_penalty=self.l2_penalty,
-        moe_num_mixtures=self.moe_num_mixtures, name="classifier")
+    self.classifier = video_level.build_classifier(self.hparams, num_classes, name="classifier")
 
   @property
   def lower_lstms(self) -> list:
-    return [getattr(self, f"lower_lstm_{i}") for i in range(self.lstm_layers)]
+    return [getattr(self, f"lower_lstm_{i}") for i in range(self.hparams.lstm_layers)]
 
   @property
   def upper_lstms(self) -> list:
-    return [getattr(self, f"upper_lstm_{i}") for i in range(self.lstm_layers)]
+    return [getattr(self, f"upper_lstm_{i}") for i in range(self.hparams.lstm_layers)]
 
   @property
   def state_size(self) -> int:
     """Size of a block encoding and of E: [c, h] of every layer."""
-    return 2 * self.lstm_layers * self.lstm_cells
+    return 2 * self.hparams.lstm_layers * self.hparams.lstm_cells
 
   def build(self, features_shape):
     feature_size = _feature_size(features_shape, "HierarchicalLstmModel")
-    for stack, shape in ((self.lower_lstms, (None, self.hrnn_block_frames, feature_size)),
+    for stack, shape in ((self.lower_lstms, (None, self.hparams.hrnn_block_frames, feature_size)),
                          (self.upper_lstms, (None, None, self.state_size))):
       for lstm in stack:
         lstm.build(shape)
-        shape = shape[:-1] + (self.lstm_cells,)
+        shape = shape[:-1] + (self.hparams.lstm_cells,)
     self.classifier.build((None, self.state_size))
 
   def run_stack(self, lstms: list, x: tf.Tensor, mask: tf.Tensor | None,
@@ -177,7 +167,7 @@ class HierarchicalLstmModel(layers.HparamsConfig, keras.Model):
        "intermediate_mask": [B, b] float32, 1 for blocks with at least one real frame}.
     """
     frames, num_frames, _ = _real_frames(features, num_frames)
-    l = self.hrnn_block_frames  # noqa: E741 (the paper's l)
+    l = self.hparams.hrnn_block_frames  # noqa: E741 (the paper's l)
     batch, length = tf.shape(frames)[0], tf.shape(frames)[1]
     num_blocks = (length + l - 1) // l
     frames = tf.pad(frames, [[0, 0], [0, num_blocks * l - length], [0, 0]])
@@ -262,8 +252,19 @@ class NetVlad(keras.layers.Layer):
     return config
 
 
+@dataclasses.dataclass(frozen=True)
+class NetVladHparams(video_level.ClassifierHparams):
+  rgb_size: int = 1024
+  netvlad_cluster_size: int = 256
+  netvlad_hidden_size: int = 1024
+  netvlad_add_batch_norm: bool = True
+  netvlad_relu: bool = False
+  gating: bool = True
+  moe_prob_gating: bool = True
+
+
 @keras.saving.register_keras_serializable(package="yt8m")
-class NetVladModel(layers.HparamsConfig, keras.Model):
+class NetVladModel(layers.HparamsModel):
   """WILLOW's gated NetVLAD (NetVLADModelLF, 1st of Kaggle 2017) with separate rgb and audio
   branches, over all real frames.
 
@@ -278,8 +279,7 @@ class NetVladModel(layers.HparamsConfig, keras.Model):
   at random with replacement (iterations=300) even at evaluation; here every real frame is
   used once, deterministically.
 
-  Args:
-    num_classes: C.
+  Hyper-parameters (NetVladHparams):
     rgb_size: features[..., :rgb_size] is rgb, the rest audio (no audio branch if none left).
     netvlad_cluster_size: K of the rgb branch; the audio branch has max(1, K // 2).
     netvlad_hidden_size: width of the hidden layer (the representation).
@@ -292,30 +292,14 @@ class NetVladModel(layers.HparamsConfig, keras.Model):
     l2_penalty: L2 scale of the classifier (WILLOW's --moe_l2; its README ran 1e-6).
   """
 
-  HPARAMS = ("rgb_size", "netvlad_cluster_size", "netvlad_hidden_size",
-             "netvlad_add_batch_norm", "netvlad_relu", "gating", "moe_prob_gating",
-             "video_level_classifier_model", "moe_num_mixtures", "l2_penalty")
+  Hparams = NetVladHparams
 
-  def __init__(self, num_classes: int, *, rgb_size: int = 1024, netvlad_cluster_size: int = 256,
-               netvlad_hidden_size: int = 1024, netvlad_add_batch_norm: bool = True,
-               netvlad_relu: bool = False, gating: bool = True, moe_prob_gating: bool = True,
-               video_level_classifier_model: str = "MoeModel", moe_num_mixtures: int = 2,
-               l2_penalty: float = 1e-8, **kwargs):
-    super().__init__(**kwargs)
-    self.num_classes = layers.check_int("num_classes", num_classes)
-    self.rgb_size = layers.check_int("rgb_size", rgb_size)
-    self.netvlad_cluster_size = layers.check_int("netvlad_cluster_size", netvlad_cluster_size)
-    self.netvlad_hidden_size = layers.check_int("netvlad_hidden_size", netvlad_hidden_size)
-    self.netvlad_add_batch_norm = layers.check_bool("netvlad_add_batch_norm",
-                                                    netvlad_add_batch_norm)
-    self.netvlad_relu = layers.check_bool("netvlad_relu", netvlad_relu)
-    self.gating = layers.check_bool("gating", gating)
-    self.moe_prob_gating = layers.check_bool("moe_prob_gating", moe_prob_gating)
-    video_level.set_classifier_hparams(self, video_level_classifier_model, moe_num_mixtures,
-                                       l2_penalty)
-
-    bn = self.netvlad_add_batch_norm
-    hidden_bn = bn and self.netvlad_relu
+  def __init__(self, num_classes: int, hparams: NetVladHparams | None = None, **kwargs):
+    super().__init__(num_classes, hparams, **kwargs)
+    netvlad_cluster_size = self.hparams.netvlad_cluster_size
+    netvlad_hidden_size = self.hparams.netvlad_hidden_size
+    bn = self.hparams.netvlad_add_batch_norm
+    hidden_bn = bn and self.hparams.netvlad_relu
     normal = keras.initializers.RandomNormal
     self.input_bn = _slim_batch_norm("input_bn") if bn else None
     self.hidden = keras.layers.Dense(
@@ -324,17 +308,15 @@ class NetVladModel(layers.HparamsConfig, keras.Model):
         bias_initializer=normal(stddev=0.01), name="hidden1")
     self.hidden_bn = _slim_batch_norm("hidden1_bn") if hidden_bn else None
     self.gate = self.gate_bn = None
-    if gating:
+    if self.hparams.gating:
       gate_init = normal(stddev=1 / math.sqrt(netvlad_hidden_size))
       self.gate = keras.layers.Dense(netvlad_hidden_size, use_bias=not bn,
                                      kernel_initializer=gate_init, bias_initializer=gate_init,
                                      name="gating")
       self.gate_bn = _slim_batch_norm("gating_bn") if bn else None
-    self.classifier = video_level.build_classifier(
-        video_level_classifier_model, num_classes, l2_penalty=self.l2_penalty,
-        moe_num_mixtures=self.moe_num_mixtures, name="classifier")
+    self.classifier = video_level.build_classifier(self.hparams, num_classes, name="classifier")
     self.prob_gate = self.prob_gate_bn = None
-    if moe_prob_gating:
+    if self.hparams.moe_prob_gating:
       # float32 like the probabilities it gates (even under a mixed-precision policy).
       self.prob_gate = keras.layers.Dense(
           num_classes, use_bias=False,
@@ -343,22 +325,22 @@ class NetVladModel(layers.HparamsConfig, keras.Model):
       self.prob_gate_bn = _slim_batch_norm("gating_prob_bn", dtype="float32")
 
   def build(self, features_shape):
-    feature_size = _feature_size(features_shape, "NetVladModel", self.rgb_size)
-    audio_size = feature_size - self.rgb_size
+    feature_size = _feature_size(features_shape, "NetVladModel", self.hparams.rgb_size)
+    audio_size = feature_size - self.hparams.rgb_size
     frame_shape = (None, None, feature_size)
     if self.input_bn is not None:
       self.input_bn.build(frame_shape)
-    self.rgb_vlad = NetVlad(self.netvlad_cluster_size, self.netvlad_add_batch_norm,
+    self.rgb_vlad = NetVlad(self.hparams.netvlad_cluster_size, self.hparams.netvlad_add_batch_norm,
                             name="video_vlad")
-    self.rgb_vlad.build((None, None, self.rgb_size))
-    vlad_size = self.rgb_size * self.netvlad_cluster_size
+    self.rgb_vlad.build((None, None, self.hparams.rgb_size))
+    vlad_size = self.hparams.rgb_size * self.hparams.netvlad_cluster_size
     self.audio_vlad = None
     if audio_size:
-      self.audio_vlad = NetVlad(max(1, self.netvlad_cluster_size // 2),
-                                self.netvlad_add_batch_norm, name="audio_vlad")
+      self.audio_vlad = NetVlad(max(1, self.hparams.netvlad_cluster_size // 2),
+                                self.hparams.netvlad_add_batch_norm, name="audio_vlad")
       self.audio_vlad.build((None, None, audio_size))
       vlad_size += audio_size * self.audio_vlad.cluster_size
-    hidden_shape = (None, self.netvlad_hidden_size)
+    hidden_shape = (None, self.hparams.netvlad_hidden_size)
     self.hidden.build((None, vlad_size))
     for layer in (self.hidden_bn, self.gate, self.gate_bn):
       if layer is not None:
@@ -381,14 +363,14 @@ class NetVladModel(layers.HparamsConfig, keras.Model):
     frames, _, mask = _real_frames(features, num_frames)
     if self.input_bn is not None:
       frames = self.input_bn(frames, training=training, mask=mask)
-    rgb, audio = _split_features(frames, self.rgb_size, self.audio_vlad is not None)
+    rgb, audio = _split_features(frames, self.hparams.rgb_size, self.audio_vlad is not None)
     vlad = self.rgb_vlad(rgb, mask, training=training)
     if audio is not None:
       vlad = tf.concat([vlad, self.audio_vlad(audio, mask, training=training)], axis=1)
     hidden = self.hidden(vlad)
     if self.hidden_bn is not None:
       hidden = self.hidden_bn(hidden, training=training)
-    if self.netvlad_relu:
+    if self.hparams.netvlad_relu:
       hidden = tf.nn.relu6(hidden)
     if self.gate is not None:
       gates = self.gate(hidden)
@@ -484,8 +466,31 @@ class NeXtVlad(keras.layers.Layer):
     return config
 
 
+@dataclasses.dataclass(frozen=True)
+class NeXtVladHparams(video_level.ClassifierHparams):
+  video_level_classifier_model: str = layers.choice("LogisticModel",
+                                                    tuple(video_level.CLASSIFIERS))
+  l2_penalty: float = 1e-5
+  rgb_size: int = 1024
+  nextvlad_cluster_size: int = 128
+  nextvlad_hidden_size: int = 2048
+  groups: int = 8
+  expansion: int = 2
+  gating_reduction: int = 8
+  drop_rate: float = layers.rate(0.5)
+
+  def __post_init__(self):
+    super().__post_init__()
+    if self.nextvlad_hidden_size // self.gating_reduction < 1:
+      raise ValueError(f"gating_reduction must be <= nextvlad_hidden_size "
+                       f"({self.nextvlad_hidden_size}), got {self.gating_reduction!r}")
+    if self.expansion * self.rgb_size % self.groups:
+      raise ValueError(f"groups must divide expansion * rgb_size "
+                       f"({self.expansion * self.rgb_size}), got {self.groups!r}")
+
+
 @keras.saving.register_keras_serializable(package="yt8m")
-class NeXtVladModel(layers.HparamsConfig, keras.Model):
+class NeXtVladModel(layers.HparamsModel):
   """NeXtVLAD (Lin, Xiao, Fan, ECCV'18 workshop) with separate rgb and audio branches, over all
   real frames.
 
@@ -496,8 +501,7 @@ class NeXtVladModel(layers.HparamsConfig, keras.Model):
   reproduced: the reverse PCA-whitening of the input features (it needs the dataset's PCA
   matrix) and the mixture/on-the-fly distillation of their final MixNeXtVladModel.
 
-  Args:
-    num_classes: C.
+  Hyper-parameters (NeXtVladHparams):
     rgb_size: features[..., :rgb_size] is rgb, the rest audio (no audio branch if none left).
     nextvlad_cluster_size: K of the rgb branch; the audio branch has max(1, K // 2).
     nextvlad_hidden_size: width of the hidden layer (the representation).
@@ -510,35 +514,13 @@ class NeXtVladModel(layers.HparamsConfig, keras.Model):
     l2_penalty: L2 scale of the classifier.
   """
 
-  HPARAMS = ("rgb_size", "nextvlad_cluster_size", "nextvlad_hidden_size", "groups", "expansion",
-             "gating_reduction", "drop_rate", "video_level_classifier_model",
-             "moe_num_mixtures", "l2_penalty")
+  Hparams = NeXtVladHparams
 
-  def __init__(self, num_classes: int, *, rgb_size: int = 1024,
-               nextvlad_cluster_size: int = 128, nextvlad_hidden_size: int = 2048,
-               groups: int = 8, expansion: int = 2, gating_reduction: int = 8,
-               drop_rate: float = 0.5, video_level_classifier_model: str = "LogisticModel",
-               moe_num_mixtures: int = 2, l2_penalty: float = 1e-5, **kwargs):
-    super().__init__(**kwargs)
-    self.num_classes = layers.check_int("num_classes", num_classes)
-    self.rgb_size = layers.check_int("rgb_size", rgb_size)
-    self.nextvlad_cluster_size = layers.check_int("nextvlad_cluster_size", nextvlad_cluster_size)
-    self.nextvlad_hidden_size = layers.check_int("nextvlad_hidden_size", nextvlad_hidden_size)
-    self.groups = layers.check_int("groups", groups)
-    self.expansion = layers.check_int("expansion", expansion)
-    self.gating_reduction = layers.check_int("gating_reduction", gating_reduction)
-    if nextvlad_hidden_size // gating_reduction < 1:
-      raise ValueError(f"gating_reduction must be <= nextvlad_hidden_size "
-                       f"({nextvlad_hidden_size}), got {gating_reduction!r}")
-    if expansion * rgb_size % groups:
-      raise ValueError(f"groups must divide expansion * rgb_size ({expansion * rgb_size}), got "
-                       f"{groups!r}")
-    self.drop_rate = _check_rate("drop_rate", drop_rate)
-    video_level.set_classifier_hparams(self, video_level_classifier_model, moe_num_mixtures,
-                                       l2_penalty)
-
-    hidden_size = nextvlad_hidden_size
-    self.dropout = keras.layers.Dropout(self.drop_rate, name="vlad_dropout")
+  def __init__(self, num_classes: int, hparams: NeXtVladHparams | None = None, **kwargs):
+    super().__init__(num_classes, hparams, **kwargs)
+    gating_reduction = self.hparams.gating_reduction
+    hidden_size = self.hparams.nextvlad_hidden_size
+    self.dropout = keras.layers.Dropout(self.hparams.drop_rate, name="vlad_dropout")
     self.hidden = keras.layers.Dense(hidden_size, use_bias=False, kernel_initializer="he_normal",
                                      name="hidden1")
     self.hidden_bn = _slim_batch_norm("hidden1_bn")
@@ -547,25 +529,23 @@ class NeXtVladModel(layers.HparamsConfig, keras.Model):
     self.gate_reduce_bn = _slim_batch_norm("gating_bn")
     self.gate_expand = keras.layers.Dense(hidden_size, use_bias=False,
                                           kernel_initializer="he_normal", name="gating_2")
-    self.classifier = video_level.build_classifier(
-        video_level_classifier_model, num_classes, l2_penalty=self.l2_penalty,
-        moe_num_mixtures=self.moe_num_mixtures, name="classifier")
+    self.classifier = video_level.build_classifier(self.hparams, num_classes, name="classifier")
 
   def build(self, features_shape):
-    feature_size = _feature_size(features_shape, "NeXtVladModel", self.rgb_size)
-    audio_size = feature_size - self.rgb_size
-    self.rgb_vlad = NeXtVlad(self.nextvlad_cluster_size, self.groups, self.expansion,
+    feature_size = _feature_size(features_shape, "NeXtVladModel", self.hparams.rgb_size)
+    audio_size = feature_size - self.hparams.rgb_size
+    self.rgb_vlad = NeXtVlad(self.hparams.nextvlad_cluster_size, self.hparams.groups, self.hparams.expansion,
                              name="video_vlad")
-    self.rgb_vlad.build((None, None, self.rgb_size))
-    vlad_size = self.rgb_vlad.group_size * self.nextvlad_cluster_size
+    self.rgb_vlad.build((None, None, self.hparams.rgb_size))
+    vlad_size = self.rgb_vlad.group_size * self.hparams.nextvlad_cluster_size
     self.audio_vlad = None
     if audio_size:
-      self.audio_vlad = NeXtVlad(max(1, self.nextvlad_cluster_size // 2),
-                                 max(1, self.groups // 2), self.expansion, name="audio_vlad")
+      self.audio_vlad = NeXtVlad(max(1, self.hparams.nextvlad_cluster_size // 2),
+                                 max(1, self.hparams.groups // 2), self.hparams.expansion, name="audio_vlad")
       self.audio_vlad.build((None, None, audio_size))
       vlad_size += self.audio_vlad.group_size * self.audio_vlad.cluster_size
-    hidden_shape = (None, self.nextvlad_hidden_size)
-    reduced_shape = (None, self.nextvlad_hidden_size // self.gating_reduction)
+    hidden_shape = (None, self.hparams.nextvlad_hidden_size)
+    reduced_shape = (None, self.hparams.nextvlad_hidden_size // self.hparams.gating_reduction)
     self.hidden.build((None, vlad_size))
     self.hidden_bn.build(hidden_shape)
     self.gate_reduce.build(hidden_shape)
@@ -584,7 +564,7 @@ class NeXtVladModel(layers.HparamsConfig, keras.Model):
        activation}.
     """
     frames, _, mask = _real_frames(features, num_frames)
-    rgb, audio = _split_features(frames, self.rgb_size, self.audio_vlad is not None)
+    rgb, audio = _split_features(frames, self.hparams.rgb_size, self.audio_vlad is not None)
     vlad = self.rgb_vlad(rgb, mask, training=training)
     if audio is not None:
       vlad = tf.concat([vlad, self.audio_vlad(audio, mask, training=training)], axis=1)
@@ -601,8 +581,17 @@ class NeXtVladModel(layers.HparamsConfig, keras.Model):
 # ------------------------------------------------------------------------ attention pooling
 
 
+@dataclasses.dataclass(frozen=True)
+class AttentionPoolingHparams(video_level.ClassifierHparams):
+  attention_scorer_size: int = 128
+  attention_heads: int = 4
+  attention_hidden_size: int = 512
+  attention_drop_rate: float = layers.rate(0.5)
+  frame_dropout: float = layers.rate(0.0)
+
+
 @keras.saving.register_keras_serializable(package="yt8m")
-class AttentionPoolingModel(layers.HparamsConfig, keras.Model):
+class AttentionPoolingModel(layers.HparamsModel):
   """Gated attention pooling over all real frames (Ilse et al. 2018, attention-based MIL):
   a teacher that can weight the informative frames, as a frame picker does, instead of
   reading a final state after the last frame (H-RNN) or averaging every frame.
@@ -615,8 +604,7 @@ class AttentionPoolingModel(layers.HparamsConfig, keras.Model):
   probability frame_dropout, so no single frame can carry a video (a video keeps at least
   one frame).
 
-  Args:
-    num_classes: C.
+  Hyper-parameters (AttentionPoolingHparams):
     attention_scorer_size: width of the gated scorer (V and U).
     attention_heads: H, independent attention distributions.
     attention_hidden_size: width of the hidden layer (the representation).
@@ -627,52 +615,38 @@ class AttentionPoolingModel(layers.HparamsConfig, keras.Model):
     l2_penalty: L2 scale of the classifier.
   """
 
-  HPARAMS = ("attention_scorer_size", "attention_heads", "attention_hidden_size",
-             "attention_drop_rate", "frame_dropout", "video_level_classifier_model",
-             "moe_num_mixtures", "l2_penalty")
+  Hparams = AttentionPoolingHparams
 
-  def __init__(self, num_classes: int, *, attention_scorer_size: int = 128,
-               attention_heads: int = 4, attention_hidden_size: int = 512,
-               attention_drop_rate: float = 0.5, frame_dropout: float = 0.0,
-               video_level_classifier_model: str = "MoeModel", moe_num_mixtures: int = 2,
-               l2_penalty: float = 1e-8, **kwargs):
-    super().__init__(**kwargs)
-    self.num_classes = layers.check_int("num_classes", num_classes)
-    self.attention_scorer_size = layers.check_int("attention_scorer_size",
-                                                  attention_scorer_size)
-    self.attention_heads = layers.check_int("attention_heads", attention_heads)
-    self.attention_hidden_size = layers.check_int("attention_hidden_size",
-                                                  attention_hidden_size)
-    self.attention_drop_rate = _check_rate("attention_drop_rate", attention_drop_rate)
-    self.frame_dropout = _check_rate("frame_dropout", frame_dropout)
-    video_level.set_classifier_hparams(self, video_level_classifier_model, moe_num_mixtures,
-                                       l2_penalty)
+  def __init__(self, num_classes: int, hparams: AttentionPoolingHparams | None = None,
+               **kwargs):
+    super().__init__(num_classes, hparams, **kwargs)
+    attention_scorer_size = self.hparams.attention_scorer_size
+    attention_heads = self.hparams.attention_heads
+    attention_hidden_size = self.hparams.attention_hidden_size
     self.scorer_tanh = keras.layers.Dense(attention_scorer_size, activation="tanh",
                                           name="scorer_tanh")
     self.scorer_gate = keras.layers.Dense(attention_scorer_size, activation="sigmoid",
                                           name="scorer_gate")
     self.scorer_out = keras.layers.Dense(attention_heads, name="scorer_out")
-    self.dropout = keras.layers.Dropout(self.attention_drop_rate, name="pooled_dropout")
+    self.dropout = keras.layers.Dropout(self.hparams.attention_drop_rate, name="pooled_dropout")
     self.hidden = keras.layers.Dense(attention_hidden_size, activation="relu",
                                      kernel_initializer="he_normal", name="hidden1")
-    self.classifier = video_level.build_classifier(
-        video_level_classifier_model, num_classes, l2_penalty=self.l2_penalty,
-        moe_num_mixtures=self.moe_num_mixtures, name="classifier")
+    self.classifier = video_level.build_classifier(self.hparams, num_classes, name="classifier")
 
   def build(self, features_shape):
     feature_size = _feature_size(features_shape, "AttentionPoolingModel")
     frame_shape = (None, None, feature_size)
     self.scorer_tanh.build(frame_shape)
     self.scorer_gate.build(frame_shape)
-    self.scorer_out.build((None, None, self.attention_scorer_size))
-    self.hidden.build((None, self.attention_heads * feature_size))
-    self.classifier.build((None, self.attention_hidden_size))
+    self.scorer_out.build((None, None, self.hparams.attention_scorer_size))
+    self.hidden.build((None, self.hparams.attention_heads * feature_size))
+    self.classifier.build((None, self.hparams.attention_hidden_size))
 
   def attend_mask(self, mask: tf.Tensor, training: bool) -> tf.Tensor:
     """The frames attention may look at: the real ones, minus frame dropout when training."""
-    if not training or self.frame_dropout == 0:
+    if not training or self.hparams.frame_dropout == 0:
       return mask
-    kept = mask & (tf.random.uniform(tf.shape(mask)) >= self.frame_dropout)
+    kept = mask & (tf.random.uniform(tf.shape(mask)) >= self.hparams.frame_dropout)
     any_kept = tf.reduce_any(kept, axis=1, keepdims=True)
     return tf.where(any_kept, kept, mask)
 
@@ -693,7 +667,7 @@ class AttentionPoolingModel(layers.HparamsConfig, keras.Model):
     scores = tf.where(attend[:, :, None], scores, tf.fill(tf.shape(scores), -1e9))
     weights = tf.nn.softmax(scores, axis=1) * tf.cast(attend, tf.float32)[:, :, None]
     pooled = tf.einsum("bth,btd->bhd", tf.cast(weights, frames.dtype), frames)
-    pooled = tf.reshape(pooled, [-1, self.attention_heads * frames.shape[-1]])
+    pooled = tf.reshape(pooled, [-1, self.hparams.attention_heads * frames.shape[-1]])
     hidden = self.hidden(self.dropout(pooled, training=training))
     output = self.classifier(hidden, training=training)
     return {"predictions": output["predictions"], "representation": hidden,

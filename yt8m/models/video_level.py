@@ -8,34 +8,37 @@ unnormalised.
 
 from __future__ import annotations
 
+import dataclasses
+
 import keras
 import tensorflow as tf
 
 from yt8m.models import layers
 
 
+@dataclasses.dataclass(frozen=True)
+class LogisticHparams(layers.Hparams):
+  l2_penalty: float = 1e-8
+  normalize_input: bool = True
+
+
 @keras.saving.register_keras_serializable(package="yt8m")
-class LogisticModel(keras.Model):
+class LogisticModel(layers.HparamsModel):
   """sigmoid(W x + b): slim.fully_connected with a Glorot-uniform kernel, zero bias and a
   slim L2 penalty on the kernel.
 
-  Args:
-    num_classes: C.
+  Hyper-parameters (LogisticHparams):
     l2_penalty: slim.l2_regularizer scale on the kernel (adds l2_penalty * sum(W**2) / 2).
     normalize_input: L2-normalise the input first (False only as another model's head).
   """
 
-  HPARAMS = ("l2_penalty", "normalize_input")
+  Hparams = LogisticHparams
 
-  def __init__(self, num_classes: int, *, l2_penalty: float = 1e-8,
-               normalize_input: bool = True, **kwargs):
-    super().__init__(**kwargs)
-    self.num_classes = layers.check_int("num_classes", num_classes)
-    self.l2_penalty = layers.check_penalty("l2_penalty", l2_penalty)
-    self.normalize_input = layers.check_bool("normalize_input", normalize_input)
+  def __init__(self, num_classes: int, hparams: LogisticHparams | None = None, **kwargs):
+    super().__init__(num_classes, hparams, **kwargs)
     self.logistic = keras.layers.Dense(
         num_classes, kernel_initializer="glorot_uniform", bias_initializer="zeros",
-        kernel_regularizer=layers.slim_l2(self.l2_penalty), name="logistic")
+        kernel_regularizer=layers.slim_l2(self.hparams.l2_penalty), name="logistic")
 
   def build(self, features_shape):
     self.logistic.build(features_shape)
@@ -51,21 +54,22 @@ class LogisticModel(keras.Model):
        "representation": [B, D] the (normalised) input}.
     """
     del num_frames, training
-    x = layers.l2_normalize_frames(features) if self.normalize_input else features
+    x = layers.l2_normalize_frames(features) if self.hparams.normalize_input else features
     # float32 probabilities even under a mixed-precision policy: bfloat16 would tie many
     # scores and blur the ranking metrics.
     logits = tf.cast(self.logistic(x), tf.float32)
     return {"predictions": tf.sigmoid(logits), "logits": logits, "representation": x}
 
-  def get_config(self):
-    config = super().get_config()
-    config.update(num_classes=self.num_classes, l2_penalty=self.l2_penalty,
-                  normalize_input=self.normalize_input)
-    return config
+
+@dataclasses.dataclass(frozen=True)
+class MoeHparams(layers.Hparams):
+  moe_num_mixtures: int = 2
+  l2_penalty: float = 1e-8
+  normalize_input: bool = True
 
 
 @keras.saving.register_keras_serializable(package="yt8m")
-class MoeModel(keras.Model):
+class MoeModel(layers.HparamsModel):
   """Mixture of logistic experts per class, with a dummy expert that always predicts 0.
 
   For every (example, class) pair: gates = softmax over m+1 entries, experts = m sigmoids, and
@@ -73,29 +77,24 @@ class MoeModel(keras.Model):
   slim L2 penalty on their kernel. The flat gate vector of an example holds, for each class
   in turn, its m+1 consecutive gate logits (the starter's reshape to [B*C, m+1]).
 
-  Args:
-    num_classes: C.
+  Hyper-parameters (MoeHparams):
     moe_num_mixtures: m, experts per class excluding the dummy one.
     l2_penalty: slim.l2_regularizer scale on both kernels.
     normalize_input: L2-normalise the input first (False only as another model's head).
   """
 
-  HPARAMS = ("moe_num_mixtures", "l2_penalty", "normalize_input")
+  Hparams = MoeHparams
 
-  def __init__(self, num_classes: int, *, moe_num_mixtures: int = 2, l2_penalty: float = 1e-8,
-               normalize_input: bool = True, **kwargs):
-    super().__init__(**kwargs)
-    self.num_classes = layers.check_int("num_classes", num_classes)
-    self.moe_num_mixtures = layers.check_int("moe_num_mixtures", moe_num_mixtures)
-    self.l2_penalty = layers.check_penalty("l2_penalty", l2_penalty)
-    self.normalize_input = layers.check_bool("normalize_input", normalize_input)
-    m = moe_num_mixtures
+  def __init__(self, num_classes: int, hparams: MoeHparams | None = None, **kwargs):
+    super().__init__(num_classes, hparams, **kwargs)
+    m = self.hparams.moe_num_mixtures
+    penalty = layers.slim_l2(self.hparams.l2_penalty)
     self.gates = keras.layers.Dense(
         num_classes * (m + 1), use_bias=False, kernel_initializer="glorot_uniform",
-        kernel_regularizer=layers.slim_l2(self.l2_penalty), name="gates")
+        kernel_regularizer=penalty, name="gates")
     self.experts = keras.layers.Dense(
         num_classes * m, kernel_initializer="glorot_uniform", bias_initializer="zeros",
-        kernel_regularizer=layers.slim_l2(self.l2_penalty), name="experts")
+        kernel_regularizer=penalty, name="experts")
 
   def build(self, features_shape):
     self.gates.build(features_shape)
@@ -111,8 +110,8 @@ class MoeModel(keras.Model):
       {"predictions": [B, C] probabilities, "representation": [B, D] the (normalised) input}.
     """
     del num_frames, training
-    x = layers.l2_normalize_frames(features) if self.normalize_input else features
-    m = self.moe_num_mixtures
+    x = layers.l2_normalize_frames(features) if self.hparams.normalize_input else features
+    m = self.hparams.moe_num_mixtures
     # Mixing in float32 even under a mixed-precision policy (see LogisticModel).
     gates = tf.nn.softmax(tf.reshape(tf.cast(self.gates(x), tf.float32), [-1, m + 1]))
     experts = tf.sigmoid(tf.reshape(tf.cast(self.experts(x), tf.float32), [-1, m]))
@@ -121,40 +120,31 @@ class MoeModel(keras.Model):
     return {"predictions": tf.reshape(probabilities, [-1, self.num_classes]),
             "representation": x}
 
-  def get_config(self):
-    config = super().get_config()
-    config.update(num_classes=self.num_classes, moe_num_mixtures=self.moe_num_mixtures,
-                  l2_penalty=self.l2_penalty, normalize_input=self.normalize_input)
-    return config
-
 
 CLASSIFIERS = {"LogisticModel": LogisticModel, "MoeModel": MoeModel}
 
 
-def set_classifier_hparams(model, video_level_classifier_model: str, moe_num_mixtures: int,
-                           l2_penalty: float) -> None:
-  """Checks and sets the hyper-parameters of a frame-level model's video-level head."""
-  model.video_level_classifier_model = layers.check_choice(
-      "video_level_classifier_model", video_level_classifier_model, tuple(CLASSIFIERS))
-  model.moe_num_mixtures = layers.check_int("moe_num_mixtures", moe_num_mixtures)
-  model.l2_penalty = layers.check_penalty("l2_penalty", l2_penalty)
+@dataclasses.dataclass(frozen=True)
+class ClassifierHparams(layers.Hparams):
+  """The video-level head's hyper-parameters, shared by every frame-level model with a head."""
+  video_level_classifier_model: str = layers.choice("MoeModel", tuple(CLASSIFIERS))
+  moe_num_mixtures: int = 2
+  l2_penalty: float = 1e-8
 
 
-def build_classifier(name: str, num_classes: int, /, *, l2_penalty: float,
-                     moe_num_mixtures: int, **kwargs) -> keras.Model:
-  """The head of a frame-level model, chosen by registry name (video_level_classifier_model).
+def build_classifier(hparams: ClassifierHparams, num_classes: int, **kwargs) -> keras.Model:
+  """The head of a frame-level model, chosen by hparams.video_level_classifier_model.
 
   Args:
-    name: 'MoeModel' or 'LogisticModel'.
+    hparams: the frame-level model's hyper-parameters (only the head's fields are read).
     num_classes: C.
-    l2_penalty: passed to either.
-    moe_num_mixtures: passed to MoeModel only (LogisticModel has no mixtures).
-    **kwargs: Keras layer arguments such as name (the Keras layer name, not `name` above).
+    **kwargs: Keras layer arguments such as name.
 
   Returns:
     A video-level model that does not re-normalise its input.
   """
-  layers.check_choice("video_level_classifier_model", name, tuple(CLASSIFIERS))
-  if name == "MoeModel":
-    kwargs["moe_num_mixtures"] = moe_num_mixtures
-  return CLASSIFIERS[name](num_classes, l2_penalty=l2_penalty, normalize_input=False, **kwargs)
+  if hparams.video_level_classifier_model == "MoeModel":
+    head = MoeHparams(hparams.moe_num_mixtures, hparams.l2_penalty, normalize_input=False)
+    return MoeModel(num_classes, head, **kwargs)
+  return LogisticModel(num_classes, LogisticHparams(hparams.l2_penalty, normalize_input=False),
+                       **kwargs)
