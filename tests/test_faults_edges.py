@@ -152,6 +152,7 @@ def test_stale_temporaries_of_dead_yt8m_writers_are_removed(tmp_path):
   assert not [p for p in os.listdir(tmp_path) if p.startswith("failed.csv")]
 
 
+@pytest.mark.slow
 def test_a_terminated_inference_removes_its_temporary(trained, tmp_path):
   train_dir, _ = trained
   data = write_records(tmp_path / "many.tfrecord",

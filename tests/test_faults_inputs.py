@@ -158,7 +158,8 @@ def _bad_records(tmp_path):
   return cases
 
 
-@pytest.mark.parametrize("training", [False, True], ids=["eval", "train"])
+@pytest.mark.parametrize("training", [False, pytest.param(True, marks=pytest.mark.slow)],
+                         ids=["eval", "train"])
 def test_every_data_error_is_one_line_naming_file_record_and_video(tmp_path, training):
   for _name, (files, config, match) in _bad_records(tmp_path).items():
     one_line_error(files, config, match, training)

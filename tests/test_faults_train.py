@@ -300,6 +300,7 @@ def test_xla_compiled_steps_train_like_plain_ones(files, tmp_path):
     np.testing.assert_allclose(a, b, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_a_run_written_before_the_seam_still_loads_and_resumes(frame_data, tmp_path, caplog):
   """model_flags.json and checkpoints of the previous code (tests/data/legacy_parallel_run)."""
   import shutil

@@ -352,3 +352,27 @@ def test_lstm_final_state_is_the_last_real_frame():
     alone = model(x[b:b + 1, :count], num_frames=n[b:b + 1])
     np.testing.assert_allclose(alone["representation"][0], out["representation"][b], atol=1e-6)
     np.testing.assert_allclose(alone["predictions"][0], out["predictions"][b], atol=1e-6)
+
+
+def test_a_run_holds_typed_hyper_parameters_and_reads_partial_old_files():
+  from yt8m import run_config
+  from yt8m.models import selector
+  run = run_config.RunConfig(model="LstmModel", feature_names=("rgb",), feature_sizes=(8,),
+                             frame_features=True, student_frames=4, frame_selection="learned",
+                             model_hparams={"lstm_cells": 8})
+  assert type(run.model_hparams) is LstmModel.Hparams and run.model_hparams.lstm_cells == 8
+  assert run.model_hparams.lstm_layers == 2  # a key an older file did not hold: its default
+  assert run.selector_hparams == selector.SelectorHparams()
+  saved = run.to_json()
+  assert saved["model_hparams"]["lstm_layers"] == 2 and saved["selector_hparams"]["selector_hidden"]
+  assert run_config.RunConfig.from_json(saved) == run
+  uniform = run_config.RunConfig(model="LstmModel", feature_names=("rgb",), feature_sizes=(8,),
+                                 frame_features=True, selector_hparams={"selector_hidden": 3})
+  assert uniform.selector_hparams is None and uniform.to_json()["selector_hparams"] == {}
+  with pytest.raises(ValueError, match="LstmModel does not take hyper-parameter.*dbof_cluster"):
+    run_config.RunConfig(model="LstmModel", feature_names=("rgb",), feature_sizes=(8,),
+                         frame_features=True, model_hparams={"dbof_cluster_size": 8})
+  with pytest.raises(ValueError, match="selector_temperature must be > 0"):
+    selector.SelectorHparams(selector_temperature=0.0)
+  with pytest.raises(ValueError, match="lstm_cells must be an integer"):
+    LstmModel.Hparams(lstm_cells=2.5)

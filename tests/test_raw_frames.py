@@ -140,6 +140,7 @@ def test_unusual_encodings_are_located_or_sent_to_the_full_parser():
   assert dict(zip(cases, ok, strict=True)) == {name: want for name, (_, want) in cases.items()}
 
 
+@pytest.mark.slow
 def test_every_encoding_reads_as_the_full_parser_reads_it(tmp_path, monkeypatch, capfd):
   n = 6
   rgb, audio = _video(n)
@@ -176,6 +177,7 @@ def test_every_encoding_reads_as_the_full_parser_reads_it(tmp_path, monkeypatch,
   assert assert_identical(monkeypatch, [rejected], CONFIGS["student"])[1]
 
 
+@pytest.mark.slow
 def test_generated_shards_and_fixtures_are_identical(frame_data, tmp_path, monkeypatch, capfd):
   files = sorted(str(p) for p in frame_data.glob("*.tfrecord"))
   files += synthetic.generate(str(tmp_path / "syn"), num_videos=12, seed=3, num_shards=2)
@@ -193,7 +195,8 @@ def test_generated_shards_and_fixtures_are_identical(frame_data, tmp_path, monke
     sequence_example(rgb=np.zeros((3, 1000), np.uint8), num_frames=3),
     sequence_example(num_frames=3, audio=np.zeros((0, 128), np.uint8)),
     b"not a protocol buffer",
-])
+], ids=["no_id", "no_labels", "label_range", "zero_frames", "rgb_size", "zero_audio",
+        "not_protobuf"])  # explicit: a map's serialized order differs between processes
 def test_bad_records_give_todays_error(tmp_path, monkeypatch, bad):
   path = write_records(tmp_path / "bad.tfrecord", [sequence_example("ok", num_frames=3), bad])
   _, error = assert_identical(monkeypatch, [path], CONFIGS["student"])

@@ -265,6 +265,7 @@ def test_bad_ratings_are_named(tmp_path):
     segment_scoring.read_ratings([unrated], num_classes=10)
 
 
+@pytest.mark.slow
 def test_eval_py_scores_a_segment_csv(tmp_path):
   truth = {("a:0", 3): 1.0, ("a:5", 3): 0.0, ("b:0", 7): 1.0}
   data = write_truth(tmp_path / "truth.tfrecord", truth)

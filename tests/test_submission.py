@@ -107,6 +107,7 @@ def run_eval(*args):
   return run_cli("eval.py", *args, check=False)
 
 
+@pytest.mark.slow
 def test_eval_cli_scores_and_writes_json(tmp_path, data):
   sub = write(tmp_path, ["v0,2 0.9 0 0.8", "v1,1 0.7", "v2,4 0.5"])
   out = tmp_path / "m.json"
@@ -122,6 +123,7 @@ def test_eval_cli_scores_and_writes_json(tmp_path, data):
                   "--num_classes=5", f"--metrics_json={out}").returncode == 0
 
 
+@pytest.mark.slow
 def test_eval_cli_errors_are_one_clear_line(tmp_path, data):
   sub = write(tmp_path, ["v0,2 0.9", "v0,2 0.9"])
   proc = run_eval(f"--submission_file={sub}", f"--eval_data_pattern={tmp_path}/*.tfrecord",

@@ -154,6 +154,7 @@ def test_top_classes(tmp_path):
   assert all(max((max(f) for f in v["visible"] if f), default=0) < 5 for v in videos)
 
 
+@pytest.mark.slow
 def test_anchored_on_project_sample(tmp_path):
   _, real_sets, files, _ = synthetic.read_video_level(SAMPLE_2018, 3862)
   assert len(files) == 4 and len(real_sets) == 1202
@@ -304,6 +305,7 @@ def test_command_line(tmp_path):
   assert len(videos) == 3 and all(v["labels"].max() < 50 for v in videos)
 
 
+@pytest.mark.slow
 def test_where_frames_lie_matters(tmp_path):
   """k uniformly spread frames carry the labels; the first/last k frames mostly do not."""
   top, k = 20, 5
@@ -330,6 +332,7 @@ def test_where_frames_lie_matters(tmp_path):
   assert every > uniform + 0.05 and uniform > one + 0.1, (every, uniform, one)  # more frames help
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not os.path.isdir(SHARED_2018), reason=f"{SHARED_2018} not present (shared data folder)")
 def test_anchored_on_shared_2018(tmp_path):
   pattern = os.path.join(SHARED_2018, "validate00*.tfrecord")
