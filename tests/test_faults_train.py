@@ -317,3 +317,27 @@ def test_a_run_written_before_the_seam_still_loads_and_resumes(frame_data, tmp_p
   result = train(files, directory, run=run, max_steps=3, batch_size=8)
   assert result["step"] == 3
   assert "holds no data_seed" in caplog.text
+
+
+def test_mixed_float16_trains_with_a_loss_scale_and_resumes_exactly(files, tmp_path,
+                                                                     uninterrupted):
+  try:
+    whole = train(files, tmp_path / "whole", mixed_precision="mixed_float16",
+                  clip_gradient_norm=1.0)
+    assert whole["step"] == 23
+    learned = weights(whole)
+    assert all(np.isfinite(w).all() for w in learned)
+    # It learns what the float32 run learns, to float16's precision.
+    for x, y in zip(learned, weights(uninterrupted), strict=True):
+      np.testing.assert_allclose(x, y, atol=0.05)
+    reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(tmp_path / "whole")))
+    assert any("scale" in name for name in reader.get_variable_to_shape_map())
+    train(files, tmp_path / "stopped", mixed_precision="mixed_float16", clip_gradient_norm=1.0,
+          max_steps=8)
+    resumed = train(files, tmp_path / "stopped", mixed_precision="mixed_float16",
+                    clip_gradient_norm=1.0)
+    assert_same_weights(weights(resumed), learned)
+  finally:
+    keras.mixed_precision.set_global_policy("float32")
+  with pytest.raises(train_lib.TrainError, match="unknown --mixed_precision 'float8'"):
+    train_lib.TrainConfig(train_dir=str(tmp_path / "bad"), mixed_precision="float8")

@@ -61,11 +61,12 @@ class TrainConfig:
   log_every: int = 1
   metrics_every: int = 10
   # Steps per compiled call between log/metrics/checkpoint steps (no host sync in between).
-  # 1 by measurement on CPU (benchmarks/bench_train_loop.py: the in-graph loop was slower).
+  # 1 by measurement on CPU (benchmarks/bench_train_loop.py): the in-graph loop speeds up
+  # LogisticModel 1.5-3.3x but slows the H-RNN teacher to 0.3x.
   steps_per_execution: int = 1
   jit_compile: bool = False  # XLA for the forward and backward pass (where the model allows)
   seed: int | None = None
-  mixed_precision: str = ""  # "" or "mixed_bfloat16"
+  mixed_precision: str = ""  # one of MIXED_PRECISION_POLICIES
   start_new_model: bool = False
   init_from: str = ""  # a new run starts from this checkpoint's model weights (fine-tuning)
   cache_teacher: bool = True  # serial: compute the frozen teacher's outputs once per video
@@ -86,6 +87,9 @@ class TrainConfig:
     if self.optimizer not in _OPTIMIZERS:
       raise TrainError(f"unknown --optimizer {self.optimizer!r}; choose one of "
                        f"{', '.join(_OPTIMIZERS)}")
+    if self.mixed_precision not in MIXED_PRECISION_POLICIES:
+      raise TrainError(f"unknown --mixed_precision {self.mixed_precision!r}; choose one of "
+                       f"{', '.join(map(repr, MIXED_PRECISION_POLICIES))}")
 
 
 # ------------------------------------------------------------------------------- strategy
@@ -176,12 +180,26 @@ _OPTIMIZERS = {
 }
 
 
-def make_optimizer(name: str, learning_rate) -> keras.optimizers.Optimizer:
+# float16 needs its loss scaled (its gradients underflow otherwise); bfloat16 has float32's
+# range and does not.
+MIXED_PRECISION_POLICIES = ("", "mixed_bfloat16", "mixed_float16")
+
+
+def make_optimizer(name: str, learning_rate, clip_gradient_norm: float = 0.0,
+                   loss_scale: bool = False) -> keras.optimizers.Optimizer:
+  """The named optimizer. With loss_scale, wrapped in a dynamic LossScaleOptimizer: the step
+  scales the loss (optimizer.scale_loss), the optimizer unscales the gradients, clips each to
+  clip_gradient_norm (per tensor, as the step does without loss scaling) and skips a step
+  whose gradients overflowed, lowering the scale."""
   if name not in _OPTIMIZERS:
     raise ValueError(f"unknown --optimizer {name!r}; choose one of {', '.join(_OPTIMIZERS)}")
   cls, kwargs = _OPTIMIZERS[name]
   presummed = type(cls.__name__, (_PresummedGradients, cls), {})
-  return presummed(learning_rate=learning_rate, **kwargs)
+  if not loss_scale:
+    return presummed(learning_rate=learning_rate, **kwargs)
+  if clip_gradient_norm > 0:
+    kwargs = {**kwargs, "clipnorm": clip_gradient_norm}
+  return keras.optimizers.LossScaleOptimizer(presummed(learning_rate=learning_rate, **kwargs))
 
 
 
@@ -319,7 +337,9 @@ def _train(run: run_config_lib.RunConfig, train_files: Sequence[str], config: Tr
   with strategy.scope():
     objective.build()
     variables = objective.trainable_variables
-    optimizer = make_optimizer(config.optimizer, schedule)
+    loss_scale = config.mixed_precision == "mixed_float16"
+    optimizer = make_optimizer(config.optimizer, schedule, config.clip_gradient_norm,
+                               loss_scale)
     optimizer.build(variables)
     seed = config.seed if config.seed is not None else random.randrange(2**31)
     data_seed = tf.Variable(seed, dtype=tf.int64, trainable=False, name="data_seed")
@@ -360,7 +380,8 @@ def _train(run: run_config_lib.RunConfig, train_files: Sequence[str], config: Tr
   def loss_and_gradients(batch):
     with tf.GradientTape() as tape:
       total, logs, predictions = objective.loss(batch)
-    return tape.gradient(total, variables), logs, predictions
+      scaled = optimizer.scale_loss(total)  # the loss itself unless --mixed_precision=float16
+    return tape.gradient(scaled, variables), logs, predictions
 
   if config.jit_compile:  # XLA for the model's forward and backward pass
     loss_and_gradients = tf.function(loss_and_gradients, jit_compile=True)
@@ -368,7 +389,9 @@ def _train(run: run_config_lib.RunConfig, train_files: Sequence[str], config: Tr
   def replica_step(batch):
     grads, logs, predictions = loss_and_gradients(batch)
     grads = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, grads)
-    if config.clip_gradient_norm > 0:  # per tensor, as the starter
+    # Per tensor, as the starter. Under a loss scale the gradients here are still scaled, so
+    # the optimizer clips them after unscaling (make_optimizer).
+    if config.clip_gradient_norm > 0 and not loss_scale:
       grads = [tf.clip_by_norm(g, config.clip_gradient_norm) for g in grads]
     optimizer.apply(grads, variables)
     return ({k: logs[k] for k in log_names}, predictions, batch["labels"],

@@ -75,8 +75,9 @@ flags.DEFINE_integer("log_every_steps", 1, "Log a training line every N steps (a
                      "metrics step).")
 flags.DEFINE_integer("steps_per_execution", 1, "At most this many training steps per "
                      "compiled call between the steps that log, measure or checkpoint (the "
-                     "host waits for the device only at those); for accelerators: on CPU the "
-                     "in-graph loop measured slower (benchmarks/bench_train_loop.py).")
+                     "host waits for the device only at those). On CPU it speeds up "
+                     "feed-forward models (LogisticModel 1.5-3.3x) and slows recurrent ones "
+                     "(H-RNN 0.3x): benchmarks/bench_train_loop.py, README.")
 flags.DEFINE_bool("jit_compile", False, "Compile the model's forward and backward pass with "
                   "XLA (for accelerators; not every model's ops compile).")
 flags.DEFINE_bool("allow_mixed_datasets", False, "Train on 2017 (video_id) and 2018+ (id) "
@@ -85,8 +86,8 @@ flags.DEFINE_bool("allow_mixed_datasets", False, "Train on 2017 (video_id) and 2
 flags.DEFINE_integer("shuffle_buffer", None, "Example shuffle buffer (default 4 batches).")
 flags.DEFINE_integer("seed", None, "Seed for weights and data order (default: random).")
 flags.DEFINE_string("tpu", "", "TPU address for TPUStrategy.")
-flags.DEFINE_enum("mixed_precision", "", ["", "mixed_bfloat16"], "Keras mixed precision "
-                  "policy.")
+flags.DEFINE_enum("mixed_precision", "", list(train_lib.MIXED_PRECISION_POLICIES), "Keras "
+                  "mixed precision policy; mixed_float16 trains with a dynamic loss scale.")
 # Few-frame students and distillation (docs/DISTILLATION.md).
 flags.DEFINE_integer("student_frames", None, "The model sees only this many frames of each "
                      "video (k), chosen by --frame_selection before decoding. Without a "
