@@ -187,19 +187,19 @@ MIXED_PRECISION_POLICIES = ("", "mixed_bfloat16", "mixed_float16")
 
 def make_optimizer(name: str, learning_rate, clip_gradient_norm: float = 0.0,
                    loss_scale: bool = False) -> keras.optimizers.Optimizer:
-  """The named optimizer. With loss_scale, wrapped in a dynamic LossScaleOptimizer: the step
-  scales the loss (optimizer.scale_loss), the optimizer unscales the gradients, clips each to
-  clip_gradient_norm (per tensor, as the step does without loss scaling) and skips a step
-  whose gradients overflowed, lowering the scale."""
+  """The named optimizer, clipping each gradient tensor to clip_gradient_norm (if > 0) as the
+  starter did, on the replicas' summed gradient. With loss_scale, wrapped in a dynamic
+  LossScaleOptimizer: the step scales the loss (optimizer.scale_loss), the wrapper unscales
+  the gradients before the inner optimizer clips them, and skips a step whose gradients
+  overflowed, lowering the scale."""
   if name not in _OPTIMIZERS:
     raise ValueError(f"unknown --optimizer {name!r}; choose one of {', '.join(_OPTIMIZERS)}")
   cls, kwargs = _OPTIMIZERS[name]
   presummed = type(cls.__name__, (_PresummedGradients, cls), {})
-  if not loss_scale:
-    return presummed(learning_rate=learning_rate, **kwargs)
-  if clip_gradient_norm > 0:
+  if clip_gradient_norm > 0:  # Keras' clipnorm is tf.clip_by_norm per tensor
     kwargs = {**kwargs, "clipnorm": clip_gradient_norm}
-  return keras.optimizers.LossScaleOptimizer(presummed(learning_rate=learning_rate, **kwargs))
+  optimizer = presummed(learning_rate=learning_rate, **kwargs)
+  return keras.optimizers.LossScaleOptimizer(optimizer) if loss_scale else optimizer
 
 
 
@@ -337,9 +337,8 @@ def _train(run: run_config_lib.RunConfig, train_files: Sequence[str], config: Tr
   with strategy.scope():
     objective.build()
     variables = objective.trainable_variables
-    loss_scale = config.mixed_precision == "mixed_float16"
     optimizer = make_optimizer(config.optimizer, schedule, config.clip_gradient_norm,
-                               loss_scale)
+                               loss_scale=config.mixed_precision == "mixed_float16")
     optimizer.build(variables)
     seed = config.seed if config.seed is not None else random.randrange(2**31)
     data_seed = tf.Variable(seed, dtype=tf.int64, trainable=False, name="data_seed")
@@ -389,10 +388,6 @@ def _train(run: run_config_lib.RunConfig, train_files: Sequence[str], config: Tr
   def replica_step(batch):
     grads, logs, predictions = loss_and_gradients(batch)
     grads = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, grads)
-    # Per tensor, as the starter. Under a loss scale the gradients here are still scaled, so
-    # the optimizer clips them after unscaling (make_optimizer).
-    if config.clip_gradient_norm > 0 and not loss_scale:
-      grads = [tf.clip_by_norm(g, config.clip_gradient_norm) for g in grads]
     optimizer.apply(grads, variables)
     return ({k: logs[k] for k in log_names}, predictions, batch["labels"],
             tf.shape(batch["labels"])[0])

@@ -66,8 +66,8 @@ MODEL_FLAG_NAMES = ("moe_num_mixtures", "iterations", "dbof_add_batch_norm",
 
 
 def model_hparams(model_name: str, feature_sizes: tuple[int, ...] = ()) -> dict:
-  """The model flags that `model_name`'s constructor takes, as keyword arguments (and, for
-  the two-branch VLAD models, the rgb width: the first of --feature_sizes)."""
+  """The model flags that are fields of `model_name`'s Hparams, as a dict (and, for the
+  two-branch VLAD models, the rgb width: the first of --feature_sizes)."""
   try:
     accepted = models.hparam_names(model_name)  # the model's Hparams: one source of truth
   except ValueError:
