@@ -241,10 +241,10 @@ def test_a_failed_or_killed_generation_leaves_no_partial_shard(tmp_path, monkeyp
   stale.write_bytes(b"partial")
   real_make_video = synthetic.make_video
 
-  def fail_on_video_3(world, rng, name, top_classes=None):
+  def fail_on_video_3(world, rng, name, top_classes=None, **kwargs):
     if name.endswith("3"):
       raise KeyboardInterrupt  # stopped in the middle of the second shard
-    return real_make_video(world, rng, name, top_classes)
+    return real_make_video(world, rng, name, top_classes, **kwargs)
 
   monkeypatch.setattr(synthetic, "make_video", fail_on_video_3)
   with pytest.raises(KeyboardInterrupt):
@@ -277,12 +277,47 @@ def test_a_file_created_while_generating_is_not_replaced(tmp_path, monkeypatch):
   ({"top_classes": 3863}, "--top_classes"),
   ({"seed": -1}, "--seed"),
   ({"from_video_level": "/nonexistent/*.tfrecord"}, "--from_video_level"),
+  ({"structure": "waves"}, "--structure"),
 ])
 def test_bad_arguments(tmp_path, kwargs, flag):
   args = {"output_dir": str(tmp_path / "o"), "num_videos": 3, "seed": 1, **kwargs}
   with pytest.raises(ValueError, match=flag):
     synthetic.generate(**args)
   assert not os.path.exists(tmp_path / "o")
+
+
+def test_bursts_structure(tmp_path):
+  """--structure=bursts: 1-3 short bursts per label, background elsewhere, within 300 frames,
+  the look drifting along the video; recorded in the manifest; the default stays as it was."""
+  out = str(tmp_path / "b")
+  videos = read_shards(synthetic.generate(out, num_videos=40, seed=1, top_classes=30,
+                                          structure="bursts"))
+  with open(synthetic.manifest_path(out, "train")) as f:
+    assert json.load(f)["flags"]["structure"] == "bursts"
+  default = str(tmp_path / "default")
+  synthetic.generate(default, num_videos=2, seed=1)
+  with open(synthetic.manifest_path(default, "train")) as f:
+    assert "structure" not in json.load(f)["flags"]
+  background = []
+  for v in videos:
+    n = len(v["visible"])
+    assert 20 <= n <= 300
+    shown = {int(c): 0 for c in v["labels"]}
+    for frame in v["visible"]:
+      for c in frame:
+        shown[c] += 1
+    lo, hi = synthetic.BURSTS_PER_LABEL[0], synthetic.BURSTS_PER_LABEL[1] * synthetic.BURST_FRAMES[1]
+    assert all(lo <= count <= hi for count in shown.values()), shown  # every label, briefly
+    background.append(np.mean([not frame for frame in v["visible"]]))
+  assert np.mean(background) > 0.7  # long uninformative stretches
+
+  world = synthetic.build_world(0)
+  d, e = world.directions[:30], synthetic.drift_directions(world)[:30]
+  np.testing.assert_allclose(np.linalg.norm(e, axis=1), np.linalg.norm(d, axis=1), rtol=1e-4)
+  np.testing.assert_allclose((d * e).sum(1), 0, atol=1e-2)  # a second look, not the first
+  first = synthetic.make_video(world, synthetic.video_rng(1, "train", 0), "v", 30)
+  again = synthetic.make_video(world, synthetic.video_rng(1, "train", 0), "v", 30, structure="shots")
+  np.testing.assert_array_equal(first.features, again.features)
 
 
 def test_quantization_matches_real_extractor():

@@ -13,6 +13,7 @@ Library entry point: `generate(...)`. Command line:
     [--from_video_level=GLOB] [--num_shards=K] [--top_classes=N] [--split=train]
     [--world_seed=0] [--num_classes=3862]
     [--segment_ratings [--segment_label_ids_file=yt8m/data/segment_label_ids.csv]]
+    [--structure=shots|bursts]
 """
 
 from __future__ import annotations
@@ -75,6 +76,16 @@ INTRO_PROB, INTRO_FRACTION = 0.60, (0.04, 0.12)
 OUTRO_PROB, OUTRO_FRACTION = 0.80, (0.05, 0.20)
 MIN_INTRO_OUTRO_FRAMES = 4
 
+# --structure=bursts: each label shows only in 1-3 short bursts at random places in the content,
+# everything else is background, and a label's look drifts along the video. Harder for a frame
+# picker (few frames carry a label, and where varies per video) and for a recurrent teacher
+# (long uninformative stretches between the bursts). Its own length mix, all within 300 frames.
+STRUCTURES = ("shots", "bursts")
+BURSTS_LENGTH_MIXTURE = ((0.30, 20, 119), (0.70, 120, 300))
+BURSTS_PER_LABEL = (1, 3)  # uniform integer, inclusive
+BURST_FRAMES = (3, 8)  # frames per burst, uniform integer, inclusive
+DRIFT_RADIANS = np.pi / 3  # a label's look turns this far from its start to the video's end
+
 # Built-in (procedural) world.
 BUILTIN_NUM_TOPICS = 64
 BUILTIN_ZIPF_OFFSET = 2.0  # p(label c) ~ 1 / (c + 2): label 0 in ~20% of videos, as in the sample
@@ -97,6 +108,7 @@ SEGMENT_REDRAWS = 1000  # a video with nothing to rate is drawn again, at most t
 _WORLD_TAG = 0x57_4F_52_4C  # separates the world's random stream from the videos'
 _VIDEO_TAG = 0x56_49_44_45
 _SEGMENT_TAG = 0x53_45_47_53
+_DRIFT_TAG = 0x44_52_49_46
 
 
 # ----------------------------------------------------------------------------------------------
@@ -312,10 +324,10 @@ class Video:
     return np.repeat(np.arange(len(sizes)), sizes)
 
 
-def draw_length(rng: np.random.Generator) -> int:
-  """Frame count from LENGTH_MIXTURE (short / regular / over-300 videos)."""
-  probs = np.array([m[0] for m in LENGTH_MIXTURE])
-  _, lo, hi = LENGTH_MIXTURE[rng.choice(len(probs), p=probs / probs.sum())]
+def draw_length(rng: np.random.Generator, mixture: tuple = LENGTH_MIXTURE) -> int:
+  """Frame count from a (prob, lo, hi) mixture (default: short / regular / over-300 videos)."""
+  probs = np.array([m[0] for m in mixture])
+  _, lo, hi = mixture[rng.choice(len(probs), p=probs / probs.sum())]
   return int(rng.integers(lo, hi + 1))
 
 
@@ -404,21 +416,78 @@ def draw_label_set(world: World, rng: np.random.Generator, top_classes: int | No
   raise ValueError(f"--top_classes={top_classes}: could not draw a label set with a label < {keep}")
 
 
-def make_video(world: World, rng: np.random.Generator, video_id: str,
-         top_classes: int | None = None) -> Video:
-  """Draws one video: label set, length, shots, visibility and the (T, 1152) float features."""
-  labels = draw_label_set(world, rng, top_classes)
-  t = draw_length(rng)
-  shot_lens, kinds = draw_shots(rng, t)
-  s, n_labels = len(shot_lens), len(labels)
-  starts = np.concatenate([[0], np.cumsum(shot_lens)[:-1]])
+def drift_directions(world: World) -> np.ndarray:
+  """(C, 1152) each label's second look, orthogonal to D_c with the same norm (bursts only).
 
-  # Which labels each shot shows. Every label shows in >= 1 content shot.
-  content = kinds == 0
-  visible = (rng.random((s, n_labels)) < world.visibility[labels]) & content[:, None]
-  content_idx = np.flatnonzero(content)
-  for j in np.flatnonzero(~visible.any(0)):
-    visible[content_idx[rng.integers(len(content_idx))], j] = True
+  Drawn from the world seed with per-dimension scale of the directions' spread, so a drifting
+  label stays in the same feature subspace as real labels; not part of the fingerprint because
+  it is a function of the world.
+  """
+  if "drift" not in world._cache:
+    rng = np.random.default_rng([_DRIFT_TAG, world.world_seed])
+    d = world.directions.astype(np.float64)
+    scale = d.std(0) + 1e-6
+    e = rng.standard_normal(d.shape) * scale
+    norms = np.linalg.norm(d, axis=1, keepdims=True)
+    unit = d / np.maximum(norms, 1e-12)
+    e -= (e * unit).sum(1, keepdims=True) * unit  # orthogonal to D_c
+    e *= norms / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
+    world._cache["drift"] = e.astype(np.float32)
+  return world._cache["drift"]
+
+
+def _burst_layout(rng: np.random.Generator, num_frames: int, n_labels: int
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """(shot lengths, kinds, visible (S, L)) for --structure=bursts.
+
+  The usual background intro/outro and content shots, then each label's bursts placed
+  uniformly in the content; every burst boundary is a cut (the burst is its own shot, with its
+  own scene offset and noise restart), and overlapping bursts show their labels together.
+  """
+  base_lens, base_kinds = draw_shots(rng, num_frames)
+  frame_kind = np.repeat(base_kinds, base_lens)
+  content = np.flatnonzero(frame_kind == 0)
+  lo, hi = int(content[0]), int(content[-1]) + 1
+  vis = np.zeros((num_frames, n_labels), bool)
+  for j in range(n_labels):
+    for _ in range(int(rng.integers(BURSTS_PER_LABEL[0], BURSTS_PER_LABEL[1] + 1))):
+      n = min(int(rng.integers(BURST_FRAMES[0], BURST_FRAMES[1] + 1)), hi - lo)
+      start = int(rng.integers(lo, hi - n + 1))
+      vis[start:start + n, j] = True
+  base_shot = np.repeat(np.arange(len(base_lens)), base_lens)
+  change = np.ones(num_frames, bool)
+  change[1:] = (base_shot[1:] != base_shot[:-1]) | (vis[1:] != vis[:-1]).any(1)
+  starts = np.flatnonzero(change)
+  lens = np.diff(np.append(starts, num_frames))
+  return lens, frame_kind[starts], vis[starts]
+
+
+def make_video(world: World, rng: np.random.Generator, video_id: str,
+         top_classes: int | None = None, structure: str = "shots") -> Video:
+  """Draws one video: label set, length, shots, visibility and the (T, 1152) float features.
+
+  structure: "shots" (labels visible in whole shots, by per-label visibility) or "bursts"
+  (1-3 short bursts per label, background elsewhere, the look drifting along the video).
+  """
+  labels = draw_label_set(world, rng, top_classes)
+  n_labels = len(labels)
+  if structure == "bursts":
+    t = draw_length(rng, BURSTS_LENGTH_MIXTURE)
+    shot_lens, kinds, visible = _burst_layout(rng, t, n_labels)
+    s = len(shot_lens)
+    starts = np.concatenate([[0], np.cumsum(shot_lens)[:-1]])
+  else:
+    t = draw_length(rng)
+    shot_lens, kinds = draw_shots(rng, t)
+    s = len(shot_lens)
+    starts = np.concatenate([[0], np.cumsum(shot_lens)[:-1]])
+
+    # Which labels each shot shows. Every label shows in >= 1 content shot.
+    content = kinds == 0
+    visible = (rng.random((s, n_labels)) < world.visibility[labels]) & content[:, None]
+    content_idx = np.flatnonzero(content)
+    for j in np.flatnonzero(~visible.any(0)):
+      visible[content_idx[rng.integers(len(content_idx))], j] = True
 
   # Amplitude so that the frame-mean label contribution is D (1 / visible fraction, capped).
   gain = rng.uniform(*SHOT_GAIN_RANGE, (s, n_labels)) * visible
@@ -429,7 +498,13 @@ def make_video(world: World, rng: np.random.Generator, video_id: str,
   z = rng.standard_normal((s + 1, world.residual_basis.shape[0])).astype(np.float32)
   eps = rng.standard_normal((s + 1, FEATURE_DIM), dtype=np.float32)
   offsets = z @ world.residual_basis + eps * world.residual_diag_std
-  shot_mean = (gain.astype(np.float32) @ world.directions[labels]
+  label_part = gain.astype(np.float32) @ world.directions[labels]
+  if structure == "bursts":  # the look turns from D toward its second look along the video
+    angle = DRIFT_RADIANS * (starts + shot_lens / 2.0) / t
+    label_part = (np.cos(angle)[:, None].astype(np.float32) * label_part
+                  + np.sin(angle)[:, None].astype(np.float32)
+                  * (gain.astype(np.float32) @ drift_directions(world)[labels]))
+  shot_mean = (label_part
          + np.float32(np.sqrt(SHOT_OFFSET_VAR)) * offsets[1:]
          + np.float32(np.sqrt(VIDEO_OFFSET_VAR)) * offsets[0] + world.mu)
   # Innovations are uniform with unit variance (5x cheaper to draw than normals); the AR(1) sum
@@ -511,14 +586,14 @@ def serialize_video(video: Video, segments: tuple[np.ndarray, ...] | None = None
 
 
 def _rated_video(world: World, rng: np.random.Generator, name: str, top_classes: int | None,
-                 ratings_rng: np.random.Generator, classes: np.ndarray | None):
+                 ratings_rng: np.random.Generator, classes: np.ndarray | None, structure: str):
   """(video, its ratings, redraws): the video is drawn again until it has something to rate."""
-  video = make_video(world, rng, name, top_classes)
+  video = make_video(world, rng, name, top_classes, structure=structure)
   for redraws in range(SEGMENT_REDRAWS):
     segments = rate_segments(video, ratings_rng, classes)
     if segments[0].size:
       return video, segments, redraws
-    video = make_video(world, rng, name, top_classes)
+    video = make_video(world, rng, name, top_classes, structure=structure)
   raise ValueError(f"no rateable video in {SEGMENT_REDRAWS} draws; do --top_classes and "
                    "--segment_label_ids_file share any class?")
 
@@ -546,7 +621,9 @@ OutputExistsError = outputs.OutputExistsError
 
 def _validate(output_dir: str, num_videos: int, seed: int, num_shards: int, top_classes: int | None,
         split: str, world_seed: int, num_classes: int, segment_ratings: bool,
-        segment_label_ids_file: str | None) -> None:
+        segment_label_ids_file: str | None, structure: str = "shots") -> None:
+  if structure not in STRUCTURES:
+    raise ValueError(f"--structure must be one of {', '.join(STRUCTURES)} (got {structure!r})")
   if segment_label_ids_file and not segment_ratings:
     raise ValueError("--segment_label_ids_file needs --segment_ratings")
   if not output_dir:
@@ -572,7 +649,7 @@ def _validate(output_dir: str, num_videos: int, seed: int, num_shards: int, top_
 def generate(output_dir: str, num_videos: int, seed: int, from_video_level: str | None = None,
        num_shards: int = 1, top_classes: int | None = None, split: str = "train",
        world_seed: int = 0, num_classes: int = 3862, segment_ratings: bool = False,
-       segment_label_ids_file: str | None = None) -> list[str]:
+       segment_label_ids_file: str | None = None, structure: str = "shots") -> list[str]:
   """Writes `{split}{shard:04d}.tfrecord` shards + `{split}_manifest.json`; returns shard paths.
 
   Video i goes to shard floor(i * num_shards / num_videos) (contiguous blocks). Same arguments
@@ -583,9 +660,12 @@ def generate(output_dir: str, num_videos: int, seed: int, from_video_level: str 
   classes listed in segment_label_ids_file if given; a video with nothing to rate is drawn
   again from its own stream (so every video has ratings, as in the real 2019 validation
   data). Off, the output is exactly what it was without the option.
+
+  structure: the temporal layout of labels ("shots", the default, or "bursts"; see make_video
+  and docs/SYNTHETIC.md). The default's output is exactly what it was before the option.
   """
   _validate(output_dir, num_videos, seed, num_shards, top_classes, split, world_seed, num_classes,
-            segment_ratings, segment_label_ids_file)
+            segment_ratings, segment_label_ids_file, structure)
   rated_classes = None
   if segment_label_ids_file:
     from yt8m import inference_lib  # heavy (Keras); only for this option
@@ -617,10 +697,11 @@ def generate(output_dir: str, num_videos: int, seed: int, from_video_level: str 
         rng, name = video_rng(seed, split, i), video_id(split, seed, world_seed, i)
         if segment_ratings:
           video, segments, redraws = _rated_video(world, rng, name, top_classes,
-                                                  segment_rng(seed, split, i), rated_classes)
+                                                  segment_rng(seed, split, i), rated_classes,
+                                                  structure)
           rating_counts += [redraws, segments[0].size, int(segments[2].sum())]
         else:
-          video, segments = make_video(world, rng, name, top_classes), None
+          video, segments = make_video(world, rng, name, top_classes, structure=structure), None
         writer.write(serialize_video(video, segments))
         lengths[i] = video.num_frames
         label_counts[video.labels] += 1
@@ -650,6 +731,8 @@ def generate(output_dir: str, num_videos: int, seed: int, from_video_level: str 
            "extra_feature_list": VISIBLE_KEY,
            "quantization": "q = round((clip(x, -2, 2) + 2) * 255 / 4)"},
   }
+  if structure != "shots":  # only then: the default manifest stays as it was
+    info["flags"]["structure"] = structure
   if segment_ratings:  # only then: the default manifest stays as it was
     info["flags"].update(segment_ratings=True, segment_label_ids_file=segment_label_ids_file)
     info["format"]["context"] += list(SEGMENT_KEYS)
@@ -685,6 +768,9 @@ def _define_flags():
             "segment_start_times, segment_scores) from where labels are visible.")
   flags.DEFINE_string("segment_label_ids_file", None, "With --segment_ratings: rate only the "
             "classes of this file (the 2019 segment_label_ids.csv format).")
+  flags.DEFINE_enum("structure", "shots", list(STRUCTURES), "Temporal layout of the labels: "
+            "'shots' (visible in whole shots) or 'bursts' (1-3 short bursts per label at "
+            "random places, background elsewhere, each label's look drifting along the video).")
   for name in ("output_dir", "num_videos", "seed"):
     flags.mark_flag_as_required(name)
   return flags.FLAGS
@@ -705,7 +791,7 @@ def main(argv):
              num_shards=f.num_shards, top_classes=f.top_classes, split=f.split,
              world_seed=f.world_seed, num_classes=f.num_classes,
              segment_ratings=f.segment_ratings,
-             segment_label_ids_file=f.segment_label_ids_file)
+             segment_label_ids_file=f.segment_label_ids_file, structure=f.structure)
   except ValueError as e:
     raise app.UsageError(str(e)) from e
   seconds = time.perf_counter() - start
