@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from conftest import REPO, padded_videos
 from conftest import run_cli as run
-from yt8m import models, readers
+from yt8m import distill, models, readers
 from yt8m.models import layers, selector
 
 LSTM = ["--frame_features", "--model=LstmModel", "--lstm_cells=8", "--num_classes=10",
@@ -89,6 +89,44 @@ def test_training_draws_vary_and_the_scorer_gets_a_gradient(estimator):
   grads = tape.gradient(loss, scorer)
   assert all(g is not None for g in grads)
   assert any(float(tf.reduce_max(tf.abs(g))) > 0 for g in grads)
+
+
+def test_frame_choice_loss_is_the_cross_entropy_to_the_teachers_attention_per_stretch():
+  stretches = selector.stretch_mask(tf.constant([4, 2]), 2, 4)  # video 1: [0, 1] [2, 3]
+  teacher = tf.constant([[0.1, 0.3, 0.0, 0.6], [0.0, 0.0, 0.0, 0.0]])  # video 2: no attention
+  scores = tf.constant([[0.5, -1.0, 2.0, 0.0], [1.0, 2.0, 0.0, 0.0]])
+  log_p = tf.nn.log_softmax(tf.where(stretches, scores[:, None, :], -1e9), axis=-1)
+  loss = distill.frame_choice_loss(teacher, log_p, stretches).numpy()
+
+  def cross_entropy(q, s):
+    q = np.asarray(q) / np.sum(q)
+    return -np.sum(q * (np.asarray(s) - np.log(np.sum(np.exp(s)))))
+
+  expected = (cross_entropy([0.1, 0.3], [0.5, -1.0]) + cross_entropy([0.0, 0.6], [2.0, 0.0])) / 2
+  np.testing.assert_allclose(loss, [expected, 0.0], rtol=1e-5)  # no attention: no target
+
+
+def test_the_scorer_learns_where_the_teacher_looks():
+  """With only L_frames, the argmax picks move to the frames the teacher attends to."""
+  features, num_frames = padded_videos([40, 40, 40, 40], 40, 1152, seed=3)
+  hot = np.zeros((4, 40), np.float32)
+  loud = np.array([3, 17, 25, 38])  # one attended frame per stretch of 10 (k = 4)
+  hot[:, loud] = 1.0
+  features = features + hot[..., None] * np.linspace(-1, 1, 1152, dtype=np.float32)
+  model = selecting_lstm(k=4)
+  optimizer = tf.keras.optimizers.Adam(0.05)
+  teacher_weights = tf.constant(hot / hot.sum(1, keepdims=True))
+  before = model(features, num_frames, training=False)["frame_indices"].numpy()
+  for _ in range(60):
+    with tf.GradientTape() as tape:
+      out = model(features, num_frames, training=True)
+      loss = tf.reduce_mean(distill.frame_choice_loss(teacher_weights, out["choice_log_probs"],
+                                                      out["stretches"]))
+    scorer = model.scorer_hidden.trainable_variables + model.scorer_out.trainable_variables
+    optimizer.apply_gradients(zip(tape.gradient(loss, scorer), scorer, strict=True))
+  after = model(features, num_frames, training=False)["frame_indices"].numpy()
+  assert not (before == loud).all()
+  np.testing.assert_array_equal(after, np.tile(loud, (4, 1)))
 
 
 @pytest.mark.slow

@@ -164,6 +164,8 @@ def test_flags_make_the_config_and_bad_ones_name_the_flag(frame_data, tmp_path):
     for extra, message in (([f"--eval_data_pattern={train}"], "share"),
                            ([f"--eval_data_pattern={other}", "--ks=0"], "--ks"),
                            ([f"--eval_data_pattern={other}", "--seeds=a"], "--seeds"),
+                           ([f"--eval_data_pattern={other}", "--frame_weight=-2"],
+                            "--frame_weight"),
                            ([], "--eval_data_pattern is required")):
       study.FLAGS.unparse_flags()
       study.FLAGS(base + extra)

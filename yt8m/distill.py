@@ -8,6 +8,9 @@
   L_int   intermediate representations: each student H-RNN block is matched to the teacher
           block that covers the same time (by the mean source frame index of the student
           block's frames), squared distance averaged over the student's real blocks.
+  L_frames where to look: in each stretch of a learned selection, the cross-entropy from the
+          teacher's attention over the stretch's frames (renormalised) to the selector's
+          choice distribution, averaged over the stretches the teacher attends to.
 
 Teacher outputs always enter through tf.stop_gradient: student losses never move the teacher.
 The terms are sums over dimensions, as in the paper, so their sizes differ by orders of
@@ -38,6 +41,9 @@ class LossWeights:
                               "L_CE's scale; docs/DISTILLATION.md).")
   pred_weight: float = _weight(1.0, "Weight of L_pred (teacher vs student probabilities).")
   intermediate_weight: float = _weight(0.0, "Weight of the H-RNN block-encoding match.")
+  frame_weight: float = _weight(0.0, "Weight of L_frames: a learned selector learns where to "
+                                "look from the teacher's per-frame attention (a teacher with "
+                                "frame_weights, e.g. AttentionPoolingModel).")
   pred_loss: str = dataclasses.field(default="mse", metadata={
       "help": "L_pred: squared error (the paper) or per-class binary KL.",
       "choices": PRED_LOSSES})
@@ -100,6 +106,32 @@ def intermediate_loss(teacher_blocks: tf.Tensor, student_blocks: tf.Tensor,
   return tf.reduce_sum(distance, axis=1) / tf.maximum(tf.reduce_sum(student_mask, axis=1), 1.0)
 
 
+def frame_choice_loss(teacher_weights: tf.Tensor, choice_log_probs: tf.Tensor,
+                      stretches: tf.Tensor) -> tf.Tensor:
+  """The teacher's attention as the target of a learned selector's per-stretch choice.
+
+  Args:
+    teacher_weights: [B, T] the teacher's per-frame weights (>= 0, 0 on padding).
+    choice_log_probs: [B, k, T] log-probability that stretch j picks frame t.
+    stretches: [B, k, T] bool, frame t lies in stretch j.
+
+  Returns:
+    [B] mean over the stretches with teacher weight of -sum_t q_jt log p_jt, where q_j is the
+    teacher's weight over stretch j's frames, renormalised.
+  """
+  t = tf.shape(choice_log_probs)[-1]
+  weights = tf.stop_gradient(tf.cast(teacher_weights, tf.float32))
+  weights = tf.pad(weights, [[0, 0], [0, tf.maximum(t - tf.shape(weights)[1], 0)]])[:, :t]
+  inside = weights[:, None, :] * tf.cast(stretches, tf.float32)
+  mass = tf.reduce_sum(inside, axis=-1)  # [B, k]
+  target = inside / tf.maximum(mass, _EPSILON)[..., None]
+  log_p = tf.where(stretches, choice_log_probs, 0.0)
+  per_stretch = -tf.reduce_sum(target * log_p, axis=-1)
+  counted = tf.cast(mass > _EPSILON, tf.float32)
+  return tf.reduce_sum(per_stretch * counted, axis=1) / tf.maximum(
+      tf.reduce_sum(counted, axis=1), 1.0)
+
+
 def _rep(teacher_out, student_out, context, weights):
   return representation_loss(teacher_out["representation"], student_out["representation"])
 
@@ -118,12 +150,21 @@ def _intermediate(teacher_out, student_out, context, weights):
                            context["student_block_frames"], context["teacher_block_frames"])
 
 
+def _frames(teacher_out, student_out, context, weights):
+  if "frame_weights" not in teacher_out or "choice_log_probs" not in student_out:
+    raise ValueError("--frame_weight needs a teacher with per-frame weights "
+                     "(AttentionPoolingModel) and --frame_selection=learned")
+  return frame_choice_loss(teacher_out["frame_weights"], student_out["choice_log_probs"],
+                           student_out["stretches"])
+
+
 # The matching terms: log name -> (its LossWeights field, per-example function). A new term
 # is a LossWeights field and an entry here.
 TERMS = {
     "rep_loss": ("rep_weight", _rep),
     "pred_loss": ("pred_weight", _pred),
     "intermediate_loss": ("intermediate_weight", _intermediate),
+    "frame_loss": ("frame_weight", _frames),
 }
 
 

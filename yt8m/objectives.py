@@ -132,7 +132,6 @@ class TeacherCache:
   replaces a teacher forward over all frames at every step, and the student's reader decodes
   only its k frames. Looked up by video id in the input pipeline.
   """
-  KEYS = ("representation", "predictions", "intermediates", "intermediate_mask")
 
   def __init__(self, teacher: keras.Model, teacher_run: run_config_lib.RunConfig,
                files: Sequence[str], batch_size: int = 256):
@@ -141,9 +140,8 @@ class TeacherCache:
     for batch in readers.iterate_numpy(files, teacher_run.reader_config(), batch_size):
       out = predict(batch["features"], batch["num_frames"])
       ids.extend(batch["video_ids"].tolist())
-      for key in self.KEYS:
-        if key in out:
-          columns.setdefault(key, []).append(tf.cast(out[key], tf.float32).numpy())
+      for key, value in out.items():  # every output: a new matching term needs no change here
+        columns.setdefault(key, []).append(tf.cast(value, tf.float32).numpy())
     if len(set(ids)) != len(ids):
       raise ValueError("the training data repeats video ids; the teacher cache needs unique "
                        "ids (pass --nocache_teacher_outputs)")
@@ -273,7 +271,7 @@ class Distillation(Supervised):
 
   def teacher_outputs(self, batch: dict) -> dict:
     if self.cache is not None:
-      return {k: batch[f"teacher_{k}"] for k in TeacherCache.KEYS if f"teacher_{k}" in batch}
+      return {k: batch[f"teacher_{k}"] for k in self.cache.values}
     if "teacher_features" in batch:
       return self.teacher(batch["teacher_features"], batch["teacher_num_frames"],
                           training=self.parallel)

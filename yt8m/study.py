@@ -54,6 +54,7 @@ class Recipe:
   rep_weight: float = 0.01
   pred_weight: float = 1.0
   selector_hidden: int = 16
+  frame_weight: float = 0.0  # learned rows: L_frames from the teacher's attention, if it has one
 
 
 BUDGETS = {
@@ -68,12 +69,13 @@ class Family:
   """A teacher family and its same-family students."""
   model: str
   hparams: Callable[[int | None, int], dict]  # (k or None for the teacher, rgb size) -> hparams
+  frame_weights: bool = False  # the teacher returns per-frame weights (attention)
 
 
 FAMILIES = {
     "attention": Family("AttentionPoolingModel", lambda k, rgb: dict(
         attention_scorer_size=64, attention_heads=4, attention_hidden_size=256,
-        attention_drop_rate=0.5, frame_dropout=0.1)),
+        attention_drop_rate=0.5, frame_dropout=0.1), frame_weights=True),
     "hrnn": Family("HierarchicalLstmModel", lambda k, rgb: dict(
         lstm_cells=64, lstm_layers=2, hrnn_block_frames=15 if k is None else max(1, k // 5))),
     "netvlad": Family("NetVladModel", lambda k, rgb: dict(
@@ -223,6 +225,8 @@ def build_run(config: StudyConfig, row: dict, teacher_dir: str = "",
   if row["model"] in ("distilled", "learned"):
     weights = dict(ce_weight=1.0, rep_weight=recipe.rep_weight,
                    pred_weight=recipe.pred_weight, share_head=True)
+    if row["model"] == "learned" and family.frame_weights:
+      weights["frame_weight"] = recipe.frame_weight
     run = run_config_lib.with_teacher(run, "serial", weights, teacher_dir)
     # The teacher's validation-chosen epoch, not its last one.
     run = dataclasses.replace(run, distillation=dataclasses.replace(
@@ -466,6 +470,8 @@ flags.DEFINE_string("feature_names", "rgb,audio", "Frame features, as train.py."
 flags.DEFINE_string("feature_sizes", "1024,128", "Their sizes, as train.py.")
 flags.DEFINE_float("learning_rate", 0, "Override the recipe's learning rate (0: the recipe's).")
 flags.DEFINE_integer("max_epochs", 0, "Override the budget's epoch limit (0: the budget's).")
+flags.DEFINE_float("frame_weight", -1, "Override the recipe's L_frames weight for learned "
+                   "students of an attention teacher (-1: the recipe's; 0: off).")
 flags.DEFINE_integer("validation_percent", 10, "Share of the training videos (or files) "
                      "held out for validation.")
 FLAGS = flags.FLAGS
@@ -498,6 +504,11 @@ def config_from_flags() -> StudyConfig:
     recipe = dataclasses.replace(recipe, learning_rate=FLAGS.learning_rate)
   if FLAGS.max_epochs:
     recipe = dataclasses.replace(recipe, max_epochs=FLAGS.max_epochs)
+  if FLAGS.frame_weight != -1:
+    if FLAGS.frame_weight < 0:
+      raise StudyError(f"--frame_weight must be >= 0 (or -1: the recipe's), got "
+                       f"{FLAGS.frame_weight}")
+    recipe = dataclasses.replace(recipe, frame_weight=FLAGS.frame_weight)
   names, sizes = readers.parse_feature_flags(FLAGS.feature_names, FLAGS.feature_sizes)
   train_files = readers.list_files(FLAGS.train_data_pattern)
   eval_files = readers.list_files(FLAGS.eval_data_pattern)

@@ -75,8 +75,9 @@ class LearnedFrameSelection(keras.Model):
 
   Called like any model, model(features [B, T, D], num_frames [B]), on every frame of the
   video. Returns the student's outputs plus "frame_indices" [B, k] (source frame of each slot,
-  -1 for empty slots: the distillation losses align time with them), "selection_scores" [B, T]
-  and, when training with reinforce, "selection_log_prob" [B].
+  -1 for empty slots: the distillation losses align time with them), "selection_scores" [B, T];
+  when training, "choice_log_probs" [B, k, T] (each stretch's choice distribution) and
+  "stretches" [B, k, T], and with reinforce "selection_log_prob" [B].
 
   Args:
     student: a frame-level model of the registry.
@@ -138,4 +139,6 @@ class LearnedFrameSelection(keras.Model):
     count = tf.reduce_sum(tf.cast(real_slot, tf.int32), axis=1)
     out = dict(self.student(selected * slots, count, training=training))
     out.update(extra, frame_indices=tf.where(real_slot, picked, -1), selection_scores=scores)
+    if training:  # what a teacher's attention can teach the scorer (distill.frame_choice_loss)
+      out.update(choice_log_probs=tf.nn.log_softmax(logits, axis=-1), stretches=mask)
     return out
