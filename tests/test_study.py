@@ -138,6 +138,25 @@ def test_study_rows_outputs_resume_and_eval_files_read_last(frame_data, tmp_path
   assert again[-1]["epochs_trained"] == 2 and (run_dir / f"model.ckpt-{step_2}.index").exists()
 
 
+def test_shape_checks_name_each_claim_and_where_it_failed():
+  def row(model, k, gap, seed=1):
+    return dict(model=model, k=k, gap=gap, seed=seed, family="attention")
+  rows = [row("teacher", None, 0.80), row("uniform", 5, 0.50), row("uniform", 10, 0.60),
+          row("random", 5, 0.55), row("random", 10, 0.58), row("distilled", 5, 0.52),
+          row("distilled", 10, 0.59), row("learned", 5, 0.70), row("learned", 10, 0.85),
+          row("learned", 10, 0.83, seed=2)]
+  checks = {claim: (held, detail) for claim, held, detail in study.shape_checks(rows)}
+  assert checks["attention: teacher >= every student"] == (
+      False, "teacher 0.800 vs learned k=10 0.840")  # the mean over seeds
+  assert checks["attention: uniform >= random"] == (False, "uniform k=5 0.500 vs random k=5 0.550")
+  assert checks["attention: distilled >= uniform"] == (False, "distilled k=10 0.590 vs "
+                                                       "uniform k=10 0.600")
+  assert checks["attention: learned >= uniform + 0.01 at k <= 10"][0]
+  assert all(checks[f"attention: {m}: GAP rises with k"][0]
+             for m in ("uniform", "random", "distilled", "learned"))
+  assert not any("k=30" in claim for claim in checks)  # no k = 30 in this study
+
+
 @pytest.mark.parametrize("family", sorted(study.FAMILIES))
 def test_every_family_builds_its_teacher_and_students(family, tmp_path):
   config = study.StudyConfig(output_dir=str(tmp_path), train_files=(), eval_files=(),

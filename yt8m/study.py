@@ -59,7 +59,7 @@ class Recipe:
 
 BUDGETS = {
     # Sized from timed runs on the 2-core machine (docs/STUDY.md, "Budget").
-    "quick": Recipe(ks=(5, 10), seeds=(1,), max_epochs=3, patience=1),
+    "quick": Recipe(ks=(5, 10), seeds=(1,), max_epochs=10, patience=1),
     "full": Recipe(ks=(5, 10, 20, 30), seeds=(1, 2, 3), max_epochs=20, patience=3),
 }
 
@@ -393,6 +393,54 @@ def _cell(values: list[float]) -> str:
   return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
 
 
+def _mean_gap(rows: list[dict], family: str, model: str, k: int | None) -> float | None:
+  gaps = [r["gap"] for r in rows if (r["family"], r["model"], r["k"]) == (family, model, k)]
+  return statistics.mean(gaps) if gaps else None
+
+
+def _name(key: tuple) -> str:
+  return key[0] if key[1] is None else f"{key[0]} k={key[1]}"
+
+
+def _compare(claim: str, gap: dict, pairs: list, margin: float = 0.0
+             ) -> tuple[str, bool, str] | None:
+  """(claim, held, detail): every pair (a, b) has gap[a] >= gap[b] + margin."""
+  pairs = [(a, b) for a, b in pairs if gap[a] is not None and gap[b] is not None]
+  if not pairs:
+    return None
+  failed = [f"{_name(a)} {gap[a]:.3f} vs {_name(b)} {gap[b]:.3f}"
+            for a, b in pairs if gap[a] < gap[b] + margin]
+  return claim, not failed, "; ".join(failed) or f"{len(pairs)} compared"
+
+
+def shape_checks(rows: list[dict]) -> list[tuple[str, bool, str]]:
+  """The paper's shape, claim by claim, per family (GAP means over seeds): (claim, held,
+  where it failed or how many cells it compared)."""
+  checks = []
+  for family in sorted({r["family"] for r in rows}):
+    ks = sorted({r["k"] for r in rows if r["family"] == family and r["k"] is not None})
+    gap = {(m, k): _mean_gap(rows, family, m, k) for m in MODELS for k in [None] + ks}
+    students = [(m, k) for m in MODELS[1:] for k in ks]
+    claims = [(f"{family}: teacher >= every student", [(("teacher", None), s) for s in students], 0.0)]
+    claims += [(f"{family}: {m}: GAP rises with k",
+                [((m, b), (m, a)) for a, b in zip(ks, ks[1:], strict=False)], 0.0)
+               for m in MODELS[1:]]
+    claims += [(f"{family}: {a} >= {b}", [((a, k), (b, k)) for k in ks], 0.0)
+               for a, b in (("uniform", "random"), ("distilled", "uniform"),
+                            ("learned", "uniform"))]
+    claims.append((f"{family}: learned >= uniform + 0.01 at k <= 10",
+                   [(("learned", k), ("uniform", k)) for k in ks if k <= 10], 0.01))
+    if 30 in ks:  # the paper: the best student within 0.005 of the teacher at k = 30
+      scored = [(gap[m, 30], m) for m in MODELS[1:] if gap[m, 30] is not None]
+      if scored:
+        best = max(scored)[1]
+        claims.append((f"{family}: best student at k=30 within 0.01 of the teacher",
+                       [((best, 30), ("teacher", None))], -0.01))
+    checks += [c for c in (_compare(claim, gap, pairs, margin)
+                           for claim, pairs, margin in claims) if c]
+  return checks
+
+
 def write_table(rows: list[dict], path: str) -> None:
   """GAP and mAP per model (lines) and k (columns), mean ± std over seeds; the teachers'
   training vs validation GAP per epoch below."""
@@ -418,6 +466,9 @@ def write_table(rows: list[dict], path: str) -> None:
     if r["model"] == "teacher":
       curve = ", ".join(f"{e}: {t:.3f} / {v:.3f}" for e, t, v in r["curve"])
       lines.append(f"- {r['family']} seed {r['seed']}: {curve} (chosen: epoch {r['epochs']})")
+  lines += ["", "The paper's shape (GAP, mean over seeds):", ""]
+  lines += [f"- {'held' if held else '**failed**'}: {claim} ({detail})"
+            for claim, held, detail in shape_checks(rows)]
   with outputs.atomic_output(path, signature="| model") as f:
     f.write("\n".join(lines) + "\n")
 
