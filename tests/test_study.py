@@ -2,10 +2,13 @@
 read only after each run's epoch is chosen on validation."""
 
 import json
+import os
+import sys
 
 import pytest
 import tensorflow as tf
 
+from conftest import REPO
 from yt8m import building, eval_lib, readers, study, train_lib
 
 ROW_KEYS = {"model", "k", "seed", "family", "gap", "map", "val_gap", "epochs", "epochs_trained",
@@ -192,3 +195,32 @@ def test_flags_make_the_config_and_bad_ones_name_the_flag(frame_data, tmp_path):
         study.config_from_flags()
   finally:
     study.FLAGS.unparse_flags()
+
+
+def test_study_report_gathers_studies_into_one_page(tmp_path):
+  import importlib.util
+  spec = importlib.util.spec_from_file_location("study_report",
+                                                os.path.join(REPO, "scripts/study_report.py"))
+  report = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(report)
+
+  def row(model, k, gap):
+    return dict(model=model, k=k, gap=gap, seed=1, family="attention", val_gap=gap,
+                epochs=2, epochs_trained=3, seconds=30.0, curve=[[1, 0.5, 0.4], [2, 0.7, 0.6]])
+  good = [row("teacher", None, 0.8), row("uniform", 5, 0.5), row("learned", 5, 0.7)]
+  bad = [row("teacher", None, 0.6), row("uniform", 5, 0.5), row("learned", 5, 0.7)]
+  (tmp_path / "world_a.json").write_text(json.dumps(good))
+  (tmp_path / "world_a.meta.json").write_text(json.dumps({"world": "A", "wall_seconds": 95}))
+  (tmp_path / "b").mkdir()
+  (tmp_path / "b" / "results.json").write_text(json.dumps(bad))
+  out = tmp_path / "studies.md"
+  try:
+    report.FLAGS([sys.argv[0], f"--output={out}"])
+    report.main(["study_report", str(tmp_path / "world_a.json"), str(tmp_path / "b")])
+  finally:
+    report.FLAGS.unparse_flags()
+  text = out.read_text()
+  assert "| claim | world_a | b |" in text
+  assert "| teacher >= every student | held | **failed** |" in text
+  assert "- world: A" in text and "1m35s wall" in text
+  assert "| Teacher (all frames) | 0.800 |  |" in text and "learned_k5_s1: 0.700" in text
