@@ -128,12 +128,16 @@ def _video_ids(files: Sequence[str]):
       yield path, serialized, video_id
 
 
+def _unfinished_split(path: str) -> bool:
+  """A split file may be replaced only by a carve that never finished (no split.json yet)."""
+  return not tf.io.gfile.exists(os.path.join(os.path.dirname(path), _SPLIT_FILE))
+
+
 def _write_records(path: str, records: list[bytes]) -> None:
-  temporary = f"{path}.tmp-{os.getpid()}"
-  with tf.io.TFRecordWriter(temporary) as writer:
+  with outputs.atomic_path(path, signature=_unfinished_split) as temporary, \
+       tf.io.TFRecordWriter(temporary) as writer:
     for record in records:
       writer.write(record)
-  tf.io.gfile.rename(temporary, path, overwrite=True)
 
 
 def _spread(records: list, n: int) -> list:
