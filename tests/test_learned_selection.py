@@ -212,3 +212,23 @@ def test_learned_selection_under_mirrored_strategy(tmp_path, frame_data):
   words = proc.stdout.split()
   assert words[words.index("replicas") + 1] == "2" and words[words.index("step") + 1] == "3"
   assert np.isfinite(float(words[words.index("loss") + 1]))
+
+
+def test_init_from_a_plain_run_starts_the_selections_student(tmp_path):
+  """--init_from a teacher's checkpoint: a learned selection's student takes its weights and
+  the scorer starts fresh; a learned selection's own checkpoint restores the whole model."""
+  from yt8m import building
+  features, num_frames = padded_videos([20, 9], 20, 1152, seed=4)
+  tf.keras.utils.set_random_seed(1)
+  plain = models.build_model("LstmModel", 5, {"lstm_cells": 8, "lstm_layers": 1})
+  plain(features, num_frames)
+  plain_path = tf.train.Checkpoint(model=plain).save(str(tmp_path / "plain"))
+  selecting = selecting_lstm(k=4, seed=2)
+  selecting(features, num_frames)
+  assert building.init_target(selecting, plain_path) is selecting.student
+  building.restore(plain_path, model=building.init_target(selecting, plain_path))
+  for mine, theirs in zip(selecting.student.weights, plain.weights, strict=True):
+    np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
+  whole_path = tf.train.Checkpoint(model=selecting).save(str(tmp_path / "whole"))
+  assert building.init_target(selecting, whole_path) is selecting
+  assert building.init_target(plain, plain_path) is plain

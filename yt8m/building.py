@@ -74,6 +74,20 @@ def restore(path: str, partial: bool = True, **objects) -> None:
     status.expect_partial()
 
 
+def init_target(model: keras.Model, path: str) -> keras.Model:
+  """What --init_from=path restores into: the whole model, or, for a learned selection
+  started from a run without one (e.g. its teacher), the selection's student (the scorer
+  starts fresh)."""
+  student = getattr(model, "student", None)
+  if student is None:
+    return model
+  try:
+    names = [name for name, _ in tf.train.list_variables(path)]
+  except (tf.errors.OpError, ValueError):
+    return model  # restore() names the unreadable checkpoint
+  return model if any(n.startswith("model/scorer_") for n in names) else student
+
+
 def latest_checkpoint(train_dir: str) -> str | None:
   return tf.train.latest_checkpoint(train_dir)
 

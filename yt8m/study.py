@@ -55,6 +55,7 @@ class Recipe:
   pred_weight: float = 1.0
   selector_hidden: int = 16
   frame_weight: float = 0.0  # learned rows: L_frames from the teacher's attention, if it has one
+  init_from_teacher: bool = True  # distilled and learned students start from the teacher's weights
 
 
 BUDGETS = {
@@ -314,7 +315,9 @@ class Study:
           max_steps=steps_after(epoch, self.num_train, recipe.batch_size), base_learning_rate=recipe.learning_rate,
           learning_rate_decay=1.0, seed=seed, log_every=steps_per_epoch,
           metrics_every=10**9, checkpoint_steps=10**9, keep_checkpoints=recipe.max_epochs + 1,
-          steps_per_execution=steps_per_epoch)
+          steps_per_execution=steps_per_epoch,
+          init_from=(run.distillation.teacher_checkpoint
+                     if run.distillation and recipe.init_from_teacher else ""))
       model = train_lib.train(run, self.split["train"], train_config, self.strategy)["model"]
       val_gap = eval_lib.evaluate(model, run, self.split["validation"], batch_size=256)["gap"]
       train_gap = (eval_lib.evaluate(model, run, self.split["probe"], batch_size=256)["gap"]
@@ -525,6 +528,8 @@ flags.DEFINE_string("feature_names", "rgb,audio", "Frame features, as train.py."
 flags.DEFINE_string("feature_sizes", "1024,128", "Their sizes, as train.py.")
 flags.DEFINE_float("learning_rate", 0, "Override the recipe's learning rate (0: the recipe's).")
 flags.DEFINE_integer("max_epochs", 0, "Override the budget's epoch limit (0: the budget's).")
+flags.DEFINE_bool("init_from_teacher", None, "Override the recipe: distilled and learned "
+                  "students start from their teacher's weights (default: the recipe's).")
 flags.DEFINE_float("frame_weight", -1, "Override the recipe's L_frames weight for learned "
                    "students of an attention teacher (-1: the recipe's; 0: off).")
 flags.DEFINE_integer("validation_percent", 10, "Share of the training videos (or files) "
@@ -559,6 +564,8 @@ def config_from_flags() -> StudyConfig:
     recipe = dataclasses.replace(recipe, learning_rate=FLAGS.learning_rate)
   if FLAGS.max_epochs:
     recipe = dataclasses.replace(recipe, max_epochs=FLAGS.max_epochs)
+  if FLAGS.init_from_teacher is not None:
+    recipe = dataclasses.replace(recipe, init_from_teacher=FLAGS.init_from_teacher)
   if FLAGS.frame_weight != -1:
     if FLAGS.frame_weight < 0:
       raise StudyError(f"--frame_weight must be >= 0 (or -1: the recipe's), got "

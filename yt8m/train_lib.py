@@ -357,7 +357,8 @@ def _train(run: run_config_lib.RunConfig, train_files: Sequence[str], config: Tr
     _restore_training(objects, {"data_seed": data_seed, "rng": rng_states}, resume_from)
   elif config.init_from:
     logging.info("Starting from the model weights of %s.", config.init_from)
-    building.restore(config.init_from, model=objective.model)
+    building.restore(config.init_from, model=building.init_target(objective.model,
+                                                                  config.init_from))
   objective.after_restore()
   step = int(optimizer.iterations.numpy())
   if config.max_steps and step >= config.max_steps:
