@@ -219,11 +219,16 @@ def test_init_from_a_plain_run_starts_the_selections_student(tmp_path):
   the scorer starts fresh; a learned selection's own checkpoint restores the whole model."""
   from yt8m import building
   features, num_frames = padded_videos([20, 9], 20, 1152, seed=4)
+  # An attention teacher: its own layers are named scorer_* too, unlike a selection's.
+  hparams = {"attention_scorer_size": 4, "attention_heads": 2, "attention_hidden_size": 8}
   tf.keras.utils.set_random_seed(1)
-  plain = models.build_model("LstmModel", 5, {"lstm_cells": 8, "lstm_layers": 1})
+  plain = models.build_model("AttentionPoolingModel", 5, hparams)
   plain(features, num_frames)
   plain_path = tf.train.Checkpoint(model=plain).save(str(tmp_path / "plain"))
-  selecting = selecting_lstm(k=4, seed=2)
+  tf.keras.utils.set_random_seed(2)
+  selecting = selector.LearnedFrameSelection(
+      models.build_model("AttentionPoolingModel", 5, hparams), 4,
+      selector.SelectorHparams(selector_hidden=4))
   selecting(features, num_frames)
   assert building.init_target(selecting, plain_path) is selecting.student
   building.restore(plain_path, model=building.init_target(selecting, plain_path))

@@ -85,7 +85,7 @@ def init_target(model: keras.Model, path: str) -> keras.Model:
     names = [name for name, _ in tf.train.list_variables(path)]
   except (tf.errors.OpError, ValueError):
     return model  # restore() names the unreadable checkpoint
-  return model if any(n.startswith("model/scorer_") for n in names) else student
+  return model if any(n.startswith("model/student/") for n in names) else student
 
 
 def latest_checkpoint(train_dir: str) -> str | None:

@@ -26,6 +26,7 @@ import json
 import math
 import os
 import statistics
+import sys
 import time
 from typing import Callable, Sequence
 
@@ -588,10 +589,13 @@ def _main(argv):
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   try:
     config = config_from_flags()
+  except (StudyError, readers.DataError) as e:
+    raise app.UsageError(str(e)) from None  # a flag: the usage helps
+  try:
     Study(config).run()
   except (StudyError, readers.DataError, train_lib.TrainError,
           run_config_lib.RunConfigError, building.CheckpointError, FileExistsError) as e:
-    raise app.UsageError(str(e)) from None
+    sys.exit(f"yt8m-study: error: {e}")  # one line, no usage: the flags were fine
   print(open(os.path.join(config.output_dir, "results.md")).read())
 
 
