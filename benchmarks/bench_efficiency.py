@@ -92,6 +92,12 @@ def flops_per_video(name: str, hp: dict, frames: float, dim: int, classes: int) 
     vlad = k * wide // groups
     return (frames * per_frame + 2 * vlad * hidden + 2 * hidden * hidden // 4 +
             2 * hidden * classes)
+  if name == "AttentionPoolingModel":
+    scorer, heads, hidden = (hp["attention_scorer_size"], hp["attention_heads"],
+                             hp["attention_hidden_size"])
+    per_frame = 2 * 2 * dim * scorer + 2 * scorer * heads + 2 * heads * dim  # gated score, pool
+    return (frames * per_frame + 2 * heads * dim * hidden +
+            moe_flops(hidden, classes, hp.get("moe_num_mixtures", 2)))
   if name == "DbofModel":
     sampled = hp["iterations"]  # DBoF always samples `iterations` frames (with repeats)
     return (sampled * 2 * dim * hp["dbof_cluster_size"] +
