@@ -586,7 +586,8 @@ def serialize_video(video: Video, segments: tuple[np.ndarray, ...] | None = None
 
 
 def _rated_video(world: World, rng: np.random.Generator, name: str, top_classes: int | None,
-                 ratings_rng: np.random.Generator, classes: np.ndarray | None, structure: str):
+                 ratings_rng: np.random.Generator, classes: np.ndarray | None,
+                 structure: str = "shots"):
   """(video, its ratings, redraws): the video is drawn again until it has something to rate."""
   video = make_video(world, rng, name, top_classes, structure=structure)
   for redraws in range(SEGMENT_REDRAWS):
