@@ -177,6 +177,7 @@ def test_every_family_builds_its_teacher_and_students(family, tmp_path):
 def test_flags_make_the_config_and_bad_ones_name_the_flag(frame_data, tmp_path):
   train, other = (str(frame_data / f"train{i}.tfrecord") for i in (0, 1))
   base = ["yt8m-study", f"--train_data_pattern={train}", f"--output_dir={tmp_path}"]
+  study.define_flags()  # the command line's; importing the library defines none
   try:
     study.FLAGS(base + [f"--eval_data_pattern={other}", "--budget=full", "--ks=5,20",
                         "--num_classes=4", "--family=hrnn"])

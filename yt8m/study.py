@@ -511,31 +511,40 @@ def plot(rows: list[dict], path: str) -> None:
 
 # ---------------------------------------------------------------------- the command line
 
-flags.DEFINE_string("train_data_pattern", None, "Frame-level training files (a glob; "
-                    "comma-separated globs work). The validation split is carved from them.")
-flags.DEFINE_string("eval_data_pattern", None, "Frame-level files every run is scored on, "
-                    "once, after its epoch is chosen on validation.")
-flags.DEFINE_string("output_dir", None, "Where results.json, results.md, gap_vs_k.png, the "
-                    "runs and the validation split go.")
-flags.DEFINE_enum("budget", "quick", sorted(BUDGETS), "quick: one seed, k in {5, 10}, "
-                  "short training; full: seeds 1, 2, 3, k in {5, 10, 20, 30}, longer.")
-flags.DEFINE_integer("num_classes", readers.NUM_CLASSES_2018, "Classes (labels >= N are an "
-                     "error, as in train.py).")
-flags.DEFINE_enum("family", "attention", sorted(FAMILIES), "Teacher family; students are of "
-                  "the same family.")
-flags.DEFINE_list("ks", [], "Student frame budgets (default: the budget's).")
-flags.DEFINE_list("seeds", [], "Seeds (default: the budget's).")
-flags.DEFINE_string("feature_names", "rgb,audio", "Frame features, as train.py.")
-flags.DEFINE_string("feature_sizes", "1024,128", "Their sizes, as train.py.")
-flags.DEFINE_float("learning_rate", 0, "Override the recipe's learning rate (0: the recipe's).")
-flags.DEFINE_integer("max_epochs", 0, "Override the budget's epoch limit (0: the budget's).")
-flags.DEFINE_bool("init_from_teacher", None, "Override the recipe: distilled and learned "
-                  "students start from their teacher's weights (default: the recipe's).")
-flags.DEFINE_float("frame_weight", -1, "Override the recipe's L_frames weight for learned "
-                   "students of an attention teacher (-1: the recipe's; 0: off).")
-flags.DEFINE_integer("validation_percent", 10, "Share of the training videos (or files) "
-                     "held out for validation.")
-FLAGS = flags.FLAGS
+def define_flags() -> flags.FlagValues:
+  """Defines the study's flags (once; the command line calls this, importing the library
+  defines nothing) and returns absl's FlagValues."""
+  global FLAGS
+  if FLAGS is None:
+    flags.DEFINE_string("train_data_pattern", None, "Frame-level training files (a glob; "
+                        "comma-separated globs work). The validation split is carved from them.")
+    flags.DEFINE_string("eval_data_pattern", None, "Frame-level files every run is scored on, "
+                        "once, after its epoch is chosen on validation.")
+    flags.DEFINE_string("output_dir", None, "Where results.json, results.md, gap_vs_k.png, the "
+                        "runs and the validation split go.")
+    flags.DEFINE_enum("budget", "quick", sorted(BUDGETS), "quick: one seed, k in {5, 10}, "
+                      "short training; full: seeds 1, 2, 3, k in {5, 10, 20, 30}, longer.")
+    flags.DEFINE_integer("num_classes", readers.NUM_CLASSES_2018, "Classes (labels >= N are an "
+                         "error, as in train.py).")
+    flags.DEFINE_enum("family", "attention", sorted(FAMILIES), "Teacher family; students are of "
+                      "the same family.")
+    flags.DEFINE_list("ks", [], "Student frame budgets (default: the budget's).")
+    flags.DEFINE_list("seeds", [], "Seeds (default: the budget's).")
+    flags.DEFINE_string("feature_names", "rgb,audio", "Frame features, as train.py.")
+    flags.DEFINE_string("feature_sizes", "1024,128", "Their sizes, as train.py.")
+    flags.DEFINE_float("learning_rate", 0, "Override the recipe's learning rate (0: the recipe's).")
+    flags.DEFINE_integer("max_epochs", 0, "Override the budget's epoch limit (0: the budget's).")
+    flags.DEFINE_bool("init_from_teacher", None, "Override the recipe: distilled and learned "
+                      "students start from their teacher's weights (default: the recipe's).")
+    flags.DEFINE_float("frame_weight", -1, "Override the recipe's L_frames weight for learned "
+                       "students of an attention teacher (-1: the recipe's; 0: off).")
+    flags.DEFINE_integer("validation_percent", 10, "Share of the training videos (or files) "
+                         "held out for validation.")
+    FLAGS = flags.FLAGS
+  return FLAGS
+
+
+FLAGS = None  # absl's FlagValues once define_flags() ran
 
 
 def _positive_ints(name: str, values: list[str]) -> tuple[int, ...]:
@@ -601,6 +610,7 @@ def _main(argv):
 
 def main():
   """The console script entry point (yt8m-study)."""
+  define_flags()
   app.run(_main)
 
 
