@@ -329,6 +329,19 @@ def test_nextvlad_structure_follows_lin_et_al():
   assert model.classifier.hparams.normalize_input is False
 
 
+@pytest.mark.parametrize("name, count", [("NetVladModel", 5), ("NeXtVladModel", 6)])
+def test_bn_momentum_reaches_every_batch_norm(name, count):
+  """Slim's 0.999 by default; a short run (the study) sets less on every batch norm."""
+  model = build(name, bn_momentum=0.9)
+  x, n = videos([6, 2], 6, seed=13)
+  model(x, num_frames=n)
+  momenta = [layer.momentum for layer in model._flatten_layers()
+             if isinstance(layer, keras.layers.BatchNormalization)]
+  assert momenta == [0.9] * count
+  with pytest.raises(ValueError, match="bn_momentum"):
+    build(name, bn_momentum=1.0)
+
+
 def test_defaults_are_the_reference_settings():
   hrnn = HierarchicalLstmModel(C).get_config()
   assert hrnn["hparams"] == dict(
@@ -338,11 +351,12 @@ def test_defaults_are_the_reference_settings():
   assert netvlad["hparams"] == dict(
       rgb_size=1024, netvlad_cluster_size=256, netvlad_hidden_size=1024,
       netvlad_add_batch_norm=True, netvlad_relu=False, gating=True, moe_prob_gating=True,
-      video_level_classifier_model="MoeModel", moe_num_mixtures=2, l2_penalty=1e-8)
+      bn_momentum=0.999, video_level_classifier_model="MoeModel", moe_num_mixtures=2,
+      l2_penalty=1e-8)
   nextvlad = NeXtVladModel(C).get_config()
   assert nextvlad["hparams"] == dict(
       rgb_size=1024, nextvlad_cluster_size=128, nextvlad_hidden_size=2048, groups=8,
-      expansion=2, gating_reduction=8, drop_rate=0.5,
+      expansion=2, gating_reduction=8, drop_rate=0.5, bn_momentum=0.999,
       video_level_classifier_model="LogisticModel", moe_num_mixtures=2, l2_penalty=1e-5)
 
 

@@ -81,10 +81,10 @@ FAMILIES = {
     "hrnn": Family("HierarchicalLstmModel", lambda k, rgb: dict(
         lstm_cells=64, lstm_layers=2, hrnn_block_frames=15 if k is None else max(1, k // 5))),
     "netvlad": Family("NetVladModel", lambda k, rgb: dict(
-        rgb_size=rgb, netvlad_cluster_size=16, netvlad_hidden_size=256)),
+        rgb_size=rgb, netvlad_cluster_size=16, netvlad_hidden_size=256, bn_momentum=0.9)),
     "nextvlad": Family("NeXtVladModel", lambda k, rgb: dict(
         rgb_size=rgb, nextvlad_cluster_size=32, nextvlad_hidden_size=256, groups=8,
-        expansion=2, gating_reduction=8, drop_rate=0.5)),
+        expansion=2, gating_reduction=8, drop_rate=0.5, bn_momentum=0.9)),
 }
 
 

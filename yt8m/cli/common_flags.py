@@ -37,6 +37,9 @@ flags.DEFINE_bool("netvlad_add_batch_norm", True, "NetVladModel: batch norm on t
 flags.DEFINE_bool("netvlad_relu", False, "NetVladModel: batch norm + relu6 on the hidden layer.")
 flags.DEFINE_bool("gating", True, "NetVladModel: context gating after the hidden layer.")
 flags.DEFINE_bool("moe_prob_gating", True, "NetVladModel: context gating of the probabilities.")
+flags.DEFINE_float("bn_momentum", 0.999, "NetVladModel, NeXtVladModel: batch-norm momentum "
+                   "(slim's 0.999; a run of a few hundred steps needs less, e.g. 0.9, or its "
+                   "evaluation statistics stay near their initial values).")
 flags.DEFINE_integer("nextvlad_cluster_size", 128, "NeXtVladModel: clusters.")
 flags.DEFINE_integer("nextvlad_hidden_size", 2048, "NeXtVladModel: hidden layer width.")
 flags.DEFINE_integer("groups", 8, "NeXtVladModel: groups.")
@@ -59,7 +62,7 @@ MODEL_FLAG_NAMES = ("moe_num_mixtures", "iterations", "dbof_add_batch_norm",
                     "dbof_pooling_method", "dbof_activation", "video_level_classifier_model",
                     "lstm_cells", "lstm_layers", "hrnn_block_frames", "netvlad_cluster_size",
                     "netvlad_hidden_size", "netvlad_add_batch_norm", "netvlad_relu", "gating",
-                    "moe_prob_gating", "nextvlad_cluster_size", "nextvlad_hidden_size",
+                    "moe_prob_gating", "bn_momentum", "nextvlad_cluster_size", "nextvlad_hidden_size",
                     "groups", "expansion", "gating_reduction", "drop_rate",
                     "attention_scorer_size", "attention_heads", "attention_hidden_size",
                     "attention_drop_rate", "frame_dropout")

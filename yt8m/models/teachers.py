@@ -18,12 +18,27 @@ import tensorflow as tf
 from yt8m.models import layers, video_level
 
 
-def _slim_batch_norm(name: str, **kwargs) -> keras.layers.BatchNormalization:
+def _slim_batch_norm(name: str, momentum: float = layers.SLIM_BN_MOMENTUM,
+                     **kwargs) -> keras.layers.BatchNormalization:
   # slim.batch_norm(center=True, scale=True) as WILLOW and NeXtVLAD call it, with slim's decay
-  # and epsilon (frame_level.py builds DBoF's the same way).
+  # and epsilon by default (frame_level.py builds DBoF's the same way).
   return keras.layers.BatchNormalization(
-      momentum=layers.SLIM_BN_MOMENTUM, epsilon=layers.SLIM_BN_EPSILON, center=True, scale=True,
+      momentum=momentum, epsilon=layers.SLIM_BN_EPSILON, center=True, scale=True,
       name=name, **kwargs)
+
+
+def _bn_momentum(name: str, value) -> float:
+  value = layers.check_penalty(name, value)
+  if value >= 1:
+    raise ValueError(f"{name} must be in [0, 1), got {value!r}")
+  return value
+
+
+# slim's decay 0.999 moves a batch norm's evaluation statistics 12% of the way from their
+# initial values in 128 steps: fine for the starter's millions of steps, useless for a short
+# run, whose evaluation then sees the wrong statistics (a study's VLAD teacher scored chance).
+def bn_momentum_field():
+  return dataclasses.field(default=layers.SLIM_BN_MOMENTUM, metadata={"check": _bn_momentum})
 
 
 def _real_frames(features: tf.Tensor, num_frames) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
@@ -204,10 +219,12 @@ class NetVlad(keras.layers.Layer):
     add_batch_norm: batch norm on the assignment logits (else a bias).
   """
 
-  def __init__(self, cluster_size: int, add_batch_norm: bool = True, **kwargs):
+  def __init__(self, cluster_size: int, add_batch_norm: bool = True,
+               bn_momentum: float = layers.SLIM_BN_MOMENTUM, **kwargs):
     super().__init__(**kwargs)
     self.cluster_size = layers.check_int("cluster_size", cluster_size)
     self.add_batch_norm = layers.check_bool("add_batch_norm", add_batch_norm)
+    self.bn_momentum = _bn_momentum("bn_momentum", bn_momentum)
 
   def build(self, input_shape):
     feature_size = _feature_size(input_shape, "NetVlad")
@@ -218,7 +235,7 @@ class NetVlad(keras.layers.Layer):
     self.assignment.build(input_shape)
     self.assignment_bn = None
     if self.add_batch_norm:
-      self.assignment_bn = _slim_batch_norm("cluster_bn")
+      self.assignment_bn = _slim_batch_norm("cluster_bn", self.bn_momentum)
       self.assignment_bn.build(tuple(input_shape[:-1]) + (self.cluster_size,))
     self.centers = self.add_weight(shape=(feature_size, self.cluster_size), initializer=normal,
                                    name="centers")
@@ -248,7 +265,8 @@ class NetVlad(keras.layers.Layer):
 
   def get_config(self):
     config = super().get_config()
-    config.update(cluster_size=self.cluster_size, add_batch_norm=self.add_batch_norm)
+    config.update(cluster_size=self.cluster_size, add_batch_norm=self.add_batch_norm,
+                  bn_momentum=self.bn_momentum)
     return config
 
 
@@ -261,6 +279,7 @@ class NetVladHparams(video_level.ClassifierHparams):
   netvlad_relu: bool = False
   gating: bool = True
   moe_prob_gating: bool = True
+  bn_momentum: float = bn_momentum_field()
 
 
 @keras.saving.register_keras_serializable(package="yt8m")
@@ -301,19 +320,20 @@ class NetVladModel(layers.HparamsModel):
     bn = self.hparams.netvlad_add_batch_norm
     hidden_bn = bn and self.hparams.netvlad_relu
     normal = keras.initializers.RandomNormal
-    self.input_bn = _slim_batch_norm("input_bn") if bn else None
+    momentum = self.hparams.bn_momentum
+    self.input_bn = _slim_batch_norm("input_bn", momentum) if bn else None
     self.hidden = keras.layers.Dense(
         netvlad_hidden_size, use_bias=not hidden_bn,
         kernel_initializer=normal(stddev=1 / math.sqrt(netvlad_cluster_size)),
         bias_initializer=normal(stddev=0.01), name="hidden1")
-    self.hidden_bn = _slim_batch_norm("hidden1_bn") if hidden_bn else None
+    self.hidden_bn = _slim_batch_norm("hidden1_bn", momentum) if hidden_bn else None
     self.gate = self.gate_bn = None
     if self.hparams.gating:
       gate_init = normal(stddev=1 / math.sqrt(netvlad_hidden_size))
       self.gate = keras.layers.Dense(netvlad_hidden_size, use_bias=not bn,
                                      kernel_initializer=gate_init, bias_initializer=gate_init,
                                      name="gating")
-      self.gate_bn = _slim_batch_norm("gating_bn") if bn else None
+      self.gate_bn = _slim_batch_norm("gating_bn", momentum) if bn else None
     self.classifier = video_level.build_classifier(self.hparams, num_classes, name="classifier")
     self.prob_gate = self.prob_gate_bn = None
     if self.hparams.moe_prob_gating:
@@ -322,7 +342,7 @@ class NetVladModel(layers.HparamsModel):
           num_classes, use_bias=False,
           kernel_initializer=normal(stddev=1 / math.sqrt(num_classes)), dtype="float32",
           name="gating_prob")
-      self.prob_gate_bn = _slim_batch_norm("gating_prob_bn", dtype="float32")
+      self.prob_gate_bn = _slim_batch_norm("gating_prob_bn", momentum, dtype="float32")
 
   def build(self, features_shape):
     feature_size = _feature_size(features_shape, "NetVladModel", self.hparams.rgb_size)
@@ -331,13 +351,14 @@ class NetVladModel(layers.HparamsModel):
     if self.input_bn is not None:
       self.input_bn.build(frame_shape)
     self.rgb_vlad = NetVlad(self.hparams.netvlad_cluster_size, self.hparams.netvlad_add_batch_norm,
-                            name="video_vlad")
+                            self.hparams.bn_momentum, name="video_vlad")
     self.rgb_vlad.build((None, None, self.hparams.rgb_size))
     vlad_size = self.hparams.rgb_size * self.hparams.netvlad_cluster_size
     self.audio_vlad = None
     if audio_size:
       self.audio_vlad = NetVlad(max(1, self.hparams.netvlad_cluster_size // 2),
-                                self.hparams.netvlad_add_batch_norm, name="audio_vlad")
+                                self.hparams.netvlad_add_batch_norm, self.hparams.bn_momentum,
+                                name="audio_vlad")
       self.audio_vlad.build((None, None, audio_size))
       vlad_size += audio_size * self.audio_vlad.cluster_size
     hidden_shape = (None, self.hparams.netvlad_hidden_size)
@@ -405,11 +426,13 @@ class NeXtVlad(keras.layers.Layer):
     expansion: lambda.
   """
 
-  def __init__(self, cluster_size: int, groups: int, expansion: int, **kwargs):
+  def __init__(self, cluster_size: int, groups: int, expansion: int,
+               bn_momentum: float = layers.SLIM_BN_MOMENTUM, **kwargs):
     super().__init__(**kwargs)
     self.cluster_size = layers.check_int("cluster_size", cluster_size)
     self.groups = layers.check_int("groups", groups)
     self.expansion = layers.check_int("expansion", expansion)
+    self.bn_momentum = _bn_momentum("bn_momentum", bn_momentum)
 
   def build(self, input_shape):
     feature_size = _feature_size(input_shape, "NeXtVlad")
@@ -423,8 +446,8 @@ class NeXtVlad(keras.layers.Layer):
                                         name="attention")
     self.assignment = keras.layers.Dense(self.groups * self.cluster_size, use_bias=False,
                                          kernel_initializer="he_normal", name="cluster")
-    self.assignment_bn = _slim_batch_norm("cluster_bn")
-    self.vlad_bn = _slim_batch_norm("vlad_bn")
+    self.assignment_bn = _slim_batch_norm("cluster_bn", self.bn_momentum)
+    self.vlad_bn = _slim_batch_norm("vlad_bn", self.bn_momentum)
     frame_shape = tuple(input_shape[:-1])
     self.expand.build(frame_shape + (feature_size,))
     self.attention.build(frame_shape + (width,))
@@ -462,7 +485,8 @@ class NeXtVlad(keras.layers.Layer):
 
   def get_config(self):
     config = super().get_config()
-    config.update(cluster_size=self.cluster_size, groups=self.groups, expansion=self.expansion)
+    config.update(cluster_size=self.cluster_size, groups=self.groups, expansion=self.expansion,
+                  bn_momentum=self.bn_momentum)
     return config
 
 
@@ -478,6 +502,7 @@ class NeXtVladHparams(video_level.ClassifierHparams):
   expansion: int = 2
   gating_reduction: int = 8
   drop_rate: float = layers.rate(0.5)
+  bn_momentum: float = bn_momentum_field()
 
   def __post_init__(self):
     super().__post_init__()
@@ -523,10 +548,10 @@ class NeXtVladModel(layers.HparamsModel):
     self.dropout = keras.layers.Dropout(self.hparams.drop_rate, name="vlad_dropout")
     self.hidden = keras.layers.Dense(hidden_size, use_bias=False, kernel_initializer="he_normal",
                                      name="hidden1")
-    self.hidden_bn = _slim_batch_norm("hidden1_bn")
+    self.hidden_bn = _slim_batch_norm("hidden1_bn", self.hparams.bn_momentum)
     self.gate_reduce = keras.layers.Dense(hidden_size // gating_reduction, use_bias=False,
                                           kernel_initializer="he_normal", name="gating_1")
-    self.gate_reduce_bn = _slim_batch_norm("gating_bn")
+    self.gate_reduce_bn = _slim_batch_norm("gating_bn", self.hparams.bn_momentum)
     self.gate_expand = keras.layers.Dense(hidden_size, use_bias=False,
                                           kernel_initializer="he_normal", name="gating_2")
     self.classifier = video_level.build_classifier(self.hparams, num_classes, name="classifier")
@@ -535,13 +560,14 @@ class NeXtVladModel(layers.HparamsModel):
     feature_size = _feature_size(features_shape, "NeXtVladModel", self.hparams.rgb_size)
     audio_size = feature_size - self.hparams.rgb_size
     self.rgb_vlad = NeXtVlad(self.hparams.nextvlad_cluster_size, self.hparams.groups, self.hparams.expansion,
-                             name="video_vlad")
+                             self.hparams.bn_momentum, name="video_vlad")
     self.rgb_vlad.build((None, None, self.hparams.rgb_size))
     vlad_size = self.rgb_vlad.group_size * self.hparams.nextvlad_cluster_size
     self.audio_vlad = None
     if audio_size:
       self.audio_vlad = NeXtVlad(max(1, self.hparams.nextvlad_cluster_size // 2),
-                                 max(1, self.hparams.groups // 2), self.hparams.expansion, name="audio_vlad")
+                                 max(1, self.hparams.groups // 2), self.hparams.expansion,
+                                 self.hparams.bn_momentum, name="audio_vlad")
       self.audio_vlad.build((None, None, audio_size))
       vlad_size += self.audio_vlad.group_size * self.audio_vlad.cluster_size
     hidden_shape = (None, self.hparams.nextvlad_hidden_size)
