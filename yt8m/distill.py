@@ -21,6 +21,7 @@ magnitude (L_CE sums over thousands of classes); --ce_weight, --rep_weight, --pr
 from __future__ import annotations
 
 import dataclasses
+from typing import Callable, NamedTuple
 
 import tensorflow as tf
 
@@ -51,7 +52,7 @@ class LossWeights:
   def __post_init__(self):
     if self.pred_loss not in PRED_LOSSES:
       raise ValueError(f"--pred_loss must be one of {PRED_LOSSES}, got {self.pred_loss!r}")
-    for name in ("ce_weight", *(weight for weight, _ in TERMS.values())):
+    for name in ("ce_weight", *(term.weight for term in TERMS.values())):
       if getattr(self, name) < 0:
         raise ValueError(f"--{name} must be >= 0, got {getattr(self, name)}")
 
@@ -158,14 +159,31 @@ def _frames(teacher_out, student_out, context, weights):
                            student_out["stretches"])
 
 
-# The matching terms: log name -> (its LossWeights field, per-example function). A new term
-# is a LossWeights field and an entry here.
+class Term(NamedTuple):
+  weight: str  # its LossWeights field
+  loss: Callable  # (teacher_out, student_out, context, weights) -> per-example [B]
+  teacher_outputs: tuple[str, ...]  # what it reads of the teacher (all a cache must keep)
+
+
+# The matching terms by log name. A new term is a LossWeights field and an entry here.
 TERMS = {
-    "rep_loss": ("rep_weight", _rep),
-    "pred_loss": ("pred_weight", _pred),
-    "intermediate_loss": ("intermediate_weight", _intermediate),
-    "frame_loss": ("frame_weight", _frames),
+    "rep_loss": Term("rep_weight", _rep, ("representation",)),
+    "pred_loss": Term("pred_weight", _pred, ("predictions",)),
+    "intermediate_loss": Term("intermediate_weight", _intermediate,
+                              ("intermediates", "intermediate_mask")),
+    "frame_loss": Term("frame_weight", _frames, ("frame_weights",)),
 }
+
+
+def active_terms(weights: LossWeights) -> dict[str, Term]:
+  """The terms switched on (weight > 0), by log name."""
+  return {name: term for name, term in TERMS.items() if getattr(weights, term.weight)}
+
+
+def teacher_outputs_needed(weights: LossWeights) -> tuple[str, ...]:
+  """The teacher outputs the switched-on terms read."""
+  return tuple(sorted({key for term in active_terms(weights).values()
+                       for key in term.teacher_outputs}))
 
 
 def student_terms(teacher_out: dict, student_out: dict, frame_indices: tf.Tensor,
@@ -175,9 +193,6 @@ def student_terms(teacher_out: dict, student_out: dict, frame_indices: tf.Tensor
   """The matching terms that are switched on: name -> (weight, unweighted per-example [B])."""
   context = {"frame_indices": frame_indices, "student_block_frames": student_block_frames,
              "teacher_block_frames": teacher_block_frames}
-  terms = {}
-  for name, (weight_name, term) in TERMS.items():
-    weight = getattr(weights, weight_name)
-    if weight:
-      terms[name] = (weight, term(teacher_out, student_out, context, weights))
-  return terms
+  return {name: (getattr(weights, term.weight),
+                 term.loss(teacher_out, student_out, context, weights))
+          for name, term in active_terms(weights).items()}

@@ -130,18 +130,21 @@ class TeacherCache:
 
   The teacher runs in inference mode, so its outputs for a video never change: one pass
   replaces a teacher forward over all frames at every step, and the student's reader decodes
-  only its k frames. Looked up by video id in the input pipeline.
+  only its k frames. Looked up by video id in the input pipeline. It keeps only the outputs
+  the run's matching terms read (`keys`): at millions of videos a [N, 300] frame-weight
+  column nobody reads would cost gigabytes of host memory.
   """
 
   def __init__(self, teacher: keras.Model, teacher_run: run_config_lib.RunConfig,
-               files: Sequence[str], batch_size: int = 256):
+               files: Sequence[str], keys: Sequence[str], batch_size: int = 256):
     predict = tf.function(lambda f, n: teacher(f, n, training=False))
     ids, columns = [], {}
     for batch in readers.iterate_numpy(files, teacher_run.reader_config(), batch_size):
       out = predict(batch["features"], batch["num_frames"])
       ids.extend(batch["video_ids"].tolist())
-      for key, value in out.items():  # every output: a new matching term needs no change here
-        columns.setdefault(key, []).append(tf.cast(value, tf.float32).numpy())
+      for key in keys:  # what the run's terms read (distill.Term.teacher_outputs), no more
+        if key in out:
+          columns.setdefault(key, []).append(tf.cast(out[key], tf.float32).numpy())
     if len(set(ids)) != len(ids):
       raise ValueError("the training data repeats video ids; the teacher cache needs unique "
                        "ids (pass --nocache_teacher_outputs)")
@@ -166,15 +169,15 @@ _TEACHER_CACHES: dict = {}
 
 
 def _teacher_cache(teacher: keras.Model, teacher_run: run_config_lib.RunConfig,
-                   checkpoint: str, files: Sequence[str]) -> TeacherCache:
+                   checkpoint: str, files: Sequence[str], keys: Sequence[str]) -> TeacherCache:
   key = (checkpoint, tf.io.gfile.stat(checkpoint + ".index").mtime_nsec,
-         json.dumps(teacher_run.to_json(), sort_keys=True), tuple(files))
+         json.dumps(teacher_run.to_json(), sort_keys=True), tuple(files), tuple(keys))
   if key in _TEACHER_CACHES:
     logging.info("Reusing the frozen teacher's outputs cached for %s.", checkpoint)
     return _TEACHER_CACHES[key]
   _TEACHER_CACHES.clear()
   start = time.perf_counter()
-  cache = _TEACHER_CACHES[key] = TeacherCache(teacher, teacher_run, files)
+  cache = _TEACHER_CACHES[key] = TeacherCache(teacher, teacher_run, files, keys)
   logging.info("Cached the frozen teacher's outputs for %d videos in %.1f s.",
                cache.num_videos, time.perf_counter() - start)
   return cache
@@ -222,7 +225,8 @@ class Distillation(Supervised):
     building.restore(self.setup.teacher_checkpoint, model=self.teacher)
     if self.cached:
       self.cache = _teacher_cache(self.teacher, self.run.teacher,
-                                  self.setup.teacher_checkpoint, files)
+                                  self.setup.teacher_checkpoint, files,
+                                  distill.teacher_outputs_needed(self.weights))
 
   def after_restore(self) -> None:
     self.mirror_head()
@@ -265,8 +269,7 @@ class Distillation(Supervised):
     return {"model": self.model, **({"teacher": self.teacher} if self.parallel else {})}
 
   def log_names(self) -> tuple[str, ...]:
-    names = tuple(name for name, (weight, _) in distill.TERMS.items()
-                  if getattr(self.weights, weight))
+    names = tuple(distill.active_terms(self.weights))
     return names + (("teacher/label_loss",) if self.parallel else ()) + super().log_names()
 
   def teacher_outputs(self, batch: dict) -> dict:
