@@ -127,18 +127,19 @@ class LearnedFrameSelection(keras.Model):
     picked = tf.argmax(perturbed, axis=-1, output_type=tf.int32)  # [B, k]
     selected = tf.gather(frames, picked, batch_dims=1)
     extra = {}
-    if training and self.hparams.selector_estimator == "straight_through":
-      soft = tf.nn.softmax(perturbed, axis=-1)
-      mixture = tf.einsum("bjt,btd->bjd", soft, frames)
-      selected += mixture - tf.stop_gradient(mixture)  # value: the hard pick; gradient: soft
-    elif training:
-      log_pi = tf.gather(tf.nn.log_softmax(logits, axis=-1), picked, batch_dims=2)
-      extra["selection_log_prob"] = tf.reduce_sum(
-          tf.where(real_slot, log_pi, 0.0), axis=1)
+    if training:
+      # Each stretch's choice distribution: REINFORCE's log-likelihood, distill's L_frames.
+      choice_log_probs = tf.nn.log_softmax(logits, axis=-1)
+      extra.update(choice_log_probs=choice_log_probs, stretches=mask)
+      if self.hparams.selector_estimator == "straight_through":
+        soft = tf.nn.softmax(perturbed, axis=-1)
+        mixture = tf.einsum("bjt,btd->bjd", soft, frames)
+        selected += mixture - tf.stop_gradient(mixture)  # value: the hard pick; gradient: soft
+      else:
+        log_pi = tf.gather(choice_log_probs, picked, batch_dims=2)
+        extra["selection_log_prob"] = tf.reduce_sum(tf.where(real_slot, log_pi, 0.0), axis=1)
     slots = tf.cast(real_slot, selected.dtype)[:, :, None]
     count = tf.reduce_sum(tf.cast(real_slot, tf.int32), axis=1)
     out = dict(self.student(selected * slots, count, training=training))
     out.update(extra, frame_indices=tf.where(real_slot, picked, -1), selection_scores=scores)
-    if training:  # what a teacher's attention can teach the scorer (distill.frame_choice_loss)
-      out.update(choice_log_probs=tf.nn.log_softmax(logits, axis=-1), stretches=mask)
     return out
