@@ -68,9 +68,8 @@ def section(name: str, rows: list[dict], meta: dict) -> list[str]:
                  f"epoch {r['epochs']} / {r['epochs_trained']}, {study._duration(r['seconds'])})")
   for r in rows:
     if r["model"] == "teacher":
-      curve = ", ".join(f"{e}: {t:.3f} / {v:.3f}" for e, t, v in r["curve"])
       lines += ["", f"Teacher seed {r['seed']}, training probe / validation GAP per epoch: "
-                f"{curve}."]
+                f"{study.teacher_curve(r)}."]
   lines += ["", "The paper's shape:", ""]
   lines += [f"- {'held' if held else '**failed**'}: {claim} ({detail})"
             for claim, held, detail in study.shape_checks(rows)]

@@ -449,6 +449,11 @@ def shape_checks(rows: list[dict]) -> list[tuple[str, bool, str]]:
   return checks
 
 
+def teacher_curve(row: dict) -> str:
+  """A teacher row's "epoch: training probe GAP / validation GAP, ..."."""
+  return ", ".join(f"{e}: {t:.3f} / {v:.3f}" for e, t, v in row["curve"])
+
+
 def write_table(rows: list[dict], path: str) -> None:
   """GAP and mAP per model (lines) and k (columns), mean ± std over seeds; the teachers'
   training vs validation GAP per epoch below."""
@@ -472,8 +477,8 @@ def write_table(rows: list[dict], path: str) -> None:
             "validation GAP. Teachers, GAP per epoch (training probe / validation):", ""]
   for r in rows:
     if r["model"] == "teacher":
-      curve = ", ".join(f"{e}: {t:.3f} / {v:.3f}" for e, t, v in r["curve"])
-      lines.append(f"- {r['family']} seed {r['seed']}: {curve} (chosen: epoch {r['epochs']})")
+      lines.append(f"- {r['family']} seed {r['seed']}: {teacher_curve(r)} "
+                   f"(chosen: epoch {r['epochs']})")
   lines += ["", "The paper's shape (GAP, mean over seeds):", ""]
   lines += [f"- {'held' if held else '**failed**'}: {claim} ({detail})"
             for claim, held, detail in shape_checks(rows)]

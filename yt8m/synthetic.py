@@ -462,6 +462,18 @@ def _burst_layout(rng: np.random.Generator, num_frames: int, n_labels: int
   return lens, frame_kind[starts], vis[starts]
 
 
+def _shot_visibility(rng: np.random.Generator, visibility: np.ndarray, kinds: np.ndarray
+                     ) -> np.ndarray:
+  """(S, L) bool for --structure=shots: label j shows in content shot s with probability
+  visibility[j]; a label shown nowhere is put in one random content shot."""
+  content = kinds == 0
+  visible = (rng.random((len(kinds), len(visibility))) < visibility) & content[:, None]
+  content_idx = np.flatnonzero(content)
+  for j in np.flatnonzero(~visible.any(0)):
+    visible[content_idx[rng.integers(len(content_idx))], j] = True
+  return visible
+
+
 def make_video(world: World, rng: np.random.Generator, video_id: str,
          top_classes: int | None = None, structure: str = "shots") -> Video:
   """Draws one video: label set, length, shots, visibility and the (T, 1152) float features.
@@ -474,20 +486,12 @@ def make_video(world: World, rng: np.random.Generator, video_id: str,
   if structure == "bursts":
     t = draw_length(rng, BURSTS_LENGTH_MIXTURE)
     shot_lens, kinds, visible = _burst_layout(rng, t, n_labels)
-    s = len(shot_lens)
-    starts = np.concatenate([[0], np.cumsum(shot_lens)[:-1]])
   else:
     t = draw_length(rng)
     shot_lens, kinds = draw_shots(rng, t)
-    s = len(shot_lens)
-    starts = np.concatenate([[0], np.cumsum(shot_lens)[:-1]])
-
-    # Which labels each shot shows. Every label shows in >= 1 content shot.
-    content = kinds == 0
-    visible = (rng.random((s, n_labels)) < world.visibility[labels]) & content[:, None]
-    content_idx = np.flatnonzero(content)
-    for j in np.flatnonzero(~visible.any(0)):
-      visible[content_idx[rng.integers(len(content_idx))], j] = True
+    visible = _shot_visibility(rng, world.visibility[labels], kinds)
+  s = len(shot_lens)
+  starts = np.concatenate([[0], np.cumsum(shot_lens)[:-1]])
 
   # Amplitude so that the frame-mean label contribution is D (1 / visible fraction, capped).
   gain = rng.uniform(*SHOT_GAIN_RANGE, (s, n_labels)) * visible
