@@ -1,6 +1,7 @@
 """Frame-level reader throughput against the raw read of the same files, in one process.
 
   python -m benchmarks.bench_reader [--num_videos=2000] [--k=30] [--rounds=5]
+  python -m benchmarks.bench_reader --stages   # where one batch's time goes
 
 Writes --num_videos synthetic frame-level videos (yt8m.synthetic, built-in mode, in a
 temporary directory), then reads them with each variant in round-robin rounds after a
@@ -11,13 +12,14 @@ raw read measured in the same rounds:
                  nothing parsed (the physical limit of any reader here)
   starter        the starter's / TF Model Garden's frame-level reader: per record
                  tf.io.parse_single_sequence_example, decode_raw, dequantize, pad to 300
-  full           yt8m's reader, every frame decoded (a teacher's input, [B, 300, 1152])
+  full           yt8m's reader, every frame decoded (a teacher's input, [B, 300, 1152]):
+                 batches parsed at once (yt8m/frame_batches.py, the default)
   select_decode  yt8m's student reader: k frames picked from the undecoded byte strings, then
                  decoded
+  full_per_record, select_per_record
+                 the same two readers parsing record by record (yt8m.readers._parse_frame_level,
+                 the path before frame_batches; still the 2019 segment path)
   decode_select  all frames decoded, then k gathered (the naive student reader, for contrast)
-  sliced_full, sliced_k
-                 yt8m.raw_frames (off by default): the same two readers, batches located in the
-                 records' bytes and only the wanted frames cut out
 """
 
 import statistics
@@ -27,12 +29,18 @@ import time
 import tensorflow as tf
 from absl import app, flags
 
-from yt8m import frame_selection, raw_frames, readers, synthetic
+from yt8m import frame_batches, frame_selection, readers, synthetic
 
 flags.DEFINE_integer("num_videos", 2000, "Videos to write and read.")
 flags.DEFINE_integer("k", 30, "Student frames.")
 flags.DEFINE_integer("batch_size", 32, "Batch size.")
 flags.DEFINE_integer("rounds", 5, "Timed passes per variant.")
+flags.DEFINE_integer("parallel_batches", None,
+                     "Batches parsed in parallel by the batch reader (default: its own setting, "
+                     "frame_batches.PARALLEL_BATCHES).")
+flags.DEFINE_bool("stages", False,
+                  "Instead: time the stages of parsing one batch in memory (no tf.data), "
+                  "median of --rounds * 3 calls.")
 FLAGS = flags.FLAGS
 
 MAX_FRAMES = 300
@@ -84,12 +92,12 @@ def decode_then_select(files, k, batch_size):
   return full.map(pick, num_parallel_calls=tf.data.AUTOTUNE)
 
 
-def sliced(files, config, batch_size):
-  raw_frames.ENABLED = True  # read when the dataset is built (traced), not when iterated
+def per_record(files, config, batch_size):
+  frame_batches.ENABLED = False  # read when the dataset is built (traced), not when iterated
   try:
     return readers.build_dataset(files, config, batch_size)
   finally:
-    raw_frames.ENABLED = False
+    frame_batches.ENABLED = True
 
 
 def one_pass(ds):
@@ -100,8 +108,61 @@ def one_pass(ds):
   return count, time.perf_counter() - wall, time.process_time() - cpu
 
 
+def stages(files, student):
+  """ms per batch of the parse, the decode and the dequantization, in memory, one call at a
+  time (each op may use both cores)."""
+  serialized = tf.stack(list(tf.data.TFRecordDataset(files).take(FLAGS.batch_size)))
+  paths = tf.fill(tf.shape(serialized), "memory")
+  indices = tf.range(tf.size(serialized, out_type=tf.int64))
+  sequence = {name: tf.io.FixedLenSequenceFeature([], tf.string, allow_missing=True)
+              for name in ("rgb", "audio")}
+  context = {"id": tf.io.FixedLenFeature([], tf.string, default_value="")}
+
+  def parse():
+    return tf.io.parse_sequence_example(serialized, context_features=context,
+                                        sequence_features=sequence)[1]
+
+  def parse_decode():
+    lists = parse()
+    return [tf.io.decode_raw(lists[name], tf.uint8, fixed_length=size)
+            for name, size in (("rgb", 1024), ("audio", 128))]
+
+  quantized = tf.random.uniform([FLAGS.batch_size, MAX_FRAMES, 1152], 0, 256, tf.int32)
+  quantized = tf.cast(quantized, tf.uint8)
+  steps = {
+      "C++ parse of the batch": parse,
+      "parse + uint8 decode": parse_decode,
+      f"dequantize [{FLAGS.batch_size}, {MAX_FRAMES}, 1152]": lambda: readers.dequantize(quantized),
+      "yt8m every frame": lambda: frame_batches.parse_batch(
+          paths, indices, serialized, readers.ReaderConfig(), False, 0)["features"],
+      f"yt8m k={FLAGS.k}": lambda: frame_batches.parse_batch(
+          paths, indices, serialized, student, False, 0)["features"],
+      "yt8m every frame, record by record": lambda: readers._parse_records(
+          paths, indices, serialized, readers.ReaderConfig(), False, 0)["features"],
+      f"yt8m k={FLAGS.k}, record by record": lambda: readers._parse_records(
+          paths, indices, serialized, student, False, 0)["features"],
+  }
+  print(f"one batch of {FLAGS.batch_size} records in memory, median of {FLAGS.rounds * 3} calls")
+  for name, step in steps.items():
+    step = tf.function(step)
+    step()  # trace
+    times = []
+    for _ in range(FLAGS.rounds * 3):
+      start = time.perf_counter()
+      step()
+      times.append(time.perf_counter() - start)
+    print(f"  {name:40s} {1000 * statistics.median(times):6.1f} ms")
+
+
 def main(_):
   student = readers.ReaderConfig(student_frames=FLAGS.k)
+  if FLAGS.stages:
+    with tempfile.TemporaryDirectory() as tmp:
+      stages(synthetic.generate(tmp, num_videos=FLAGS.batch_size, seed=0, num_shards=1),
+             student)
+    return
+  if FLAGS.parallel_batches is not None:
+    frame_batches.PARALLEL_BATCHES = FLAGS.parallel_batches
   with tempfile.TemporaryDirectory() as tmp:
     files = synthetic.generate(tmp, num_videos=FLAGS.num_videos, seed=0, num_shards=4)
     variants = {
@@ -109,9 +170,9 @@ def main(_):
         "starter": starter_reader(files, FLAGS.batch_size),
         "full": readers.build_dataset(files, readers.ReaderConfig(), FLAGS.batch_size),
         "select_decode": readers.build_dataset(files, student, FLAGS.batch_size),
+        "full_per_record": per_record(files, readers.ReaderConfig(), FLAGS.batch_size),
+        "select_per_record": per_record(files, student, FLAGS.batch_size),
         "decode_select": decode_then_select(files, FLAGS.k, FLAGS.batch_size),
-        "sliced_full": sliced(files, readers.ReaderConfig(), FLAGS.batch_size),
-        "sliced_k": sliced(files, student, FLAGS.batch_size),
     }
     for ds in variants.values():
       one_pass(ds)  # warm-up: page cache, tracing
@@ -128,7 +189,7 @@ def main(_):
   starter = statistics.median(rates["starter"])
   for name in variants:
     rate = statistics.median(rates[name])
-    print(f"  {name:14s} {rate:8.0f} videos/s  {statistics.median(cpu_ms[name]):6.2f} CPU ms/video"
+    print(f"  {name:17s} {rate:8.0f} videos/s  {statistics.median(cpu_ms[name]):6.2f} CPU ms/video"
           f"  {rate / raw:5.2f} of raw  x{rate / starter:.2f} vs starter")
 
 

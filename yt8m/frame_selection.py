@@ -99,6 +99,45 @@ def select_frames(num_frames: tf.Tensor,
   ], axis=0)
 
 
+def select_frames_batch(num_frames: tf.Tensor, k: int, strategy: str,
+                        max_frames: int = 300) -> tf.Tensor:
+  """`select_frames` for a [B] batch of deterministic selections at once (no per-video ops).
+
+  Returns [B, k] int32: row b is select_frames(num_frames[b], k, strategy, max_frames) padded
+  with -1. `random` needs a seed per video: use select_frames row by row.
+  """
+  check_strategy(strategy)
+  if strategy == "random":
+    raise ValueError("select_frames_batch takes deterministic strategies; random needs a "
+                     "seed per video (select_frames)")
+  if k < 1:
+    raise ValueError(f"student_frames must be >= 1, got {k}")
+  n = tf.cast(num_frames, tf.int32)[:, None]
+  m = tf.minimum(n, k)
+  steps = tf.range(k, dtype=tf.int32)[None, :]
+  if strategy == "uniform":
+    picked = tf.cast(tf.cast(steps, tf.int64) * tf.cast(n, tf.int64) //
+                     tf.cast(tf.maximum(m, 1), tf.int64), tf.int32)
+  elif strategy == "uniform_padded":
+    picked = steps * max(max_frames // k, 1)
+    m = tf.reduce_sum(tf.cast(picked < n, tf.int32), 1, keepdims=True)  # an ascending grid
+  elif strategy == "first":
+    picked = steps
+  elif strategy == "middle":
+    picked = (n - m) // 2 + steps
+  elif strategy == "last":
+    picked = n - m + steps
+  else:  # first_middle_last, as select_frames
+    n_first = (m + 2) // 3
+    n_middle = (m - n_first + 1) // 2
+    n_last = m - n_first - n_middle
+    middle_start = tf.clip_by_value((n - n_middle) // 2, n_first, n - n_last - n_middle)
+    picked = tf.where(steps < n_first, steps,
+                      tf.where(steps < n_first + n_middle, middle_start + steps - n_first,
+                               n - m + steps))
+  return tf.where(steps < m, picked, -1)
+
+
 def gather_selected(features: tf.Tensor, num_frames: tf.Tensor, k: int, strategy: str,
                     max_frames: int = 300, seed: int = 0) -> tuple[tf.Tensor, tf.Tensor]:
   """Applies a strategy to already dense frames (e.g. a serving input).

@@ -38,7 +38,7 @@ from typing import Iterator, Sequence
 import tensorflow as tf
 from absl import logging
 
-from yt8m import frame_selection, raw_frames
+from yt8m import frame_batches, frame_selection
 
 # Dequantization of the uint8 frame features, exactly as the starter code (utils.Dequantize
 # with max_quantized_value=2, min_quantized_value=-2): the bias uses /512, not /510.
@@ -478,7 +478,7 @@ def _parse_frame_level(path, index, serialized, config: ReaderConfig, training: 
     # Other features may have fewer frames than the first one: those rows stay zero.
     picked = tf.gather(frames, tf.minimum(indices, available - 1))
     values = dequantize(tf.reshape(tf.io.decode_raw(picked, tf.uint8), [-1, size]))
-    values *= tf.cast(indices < available, tf.float32)[:, None]
+    values = tf.where((indices < available)[:, None], values, 0.0)
     parts.append(tf.pad(values, [[0, pad], [0, 0]]))
   if config.segment_mode:
     return _segments(tf.concat(parts, axis=1), num_frames, video_id, context, config)
@@ -633,22 +633,23 @@ def build_dataset(files: Sequence[str],
                      deterministic)
   if shard is not None:
     records = records.shard(*shard)
-  by_position = training and config.frame_features and not raw_frames.can_parse_batches(config)
+  by_position = training and config.frame_features
   if training:
     records = records.shuffle(shuffle_buffer or 4 * batch_size, seed=seed)
     if by_position:  # (path, index, record, place in the stream): seeds random selection
       records = records.enumerate().map(lambda position, r: (*r, position))
     if skip_records:
       records = records.skip(skip_records)
-  if raw_frames.can_parse_batches(config):
-    # Batches first, then cuts the frames out of the records' bytes (yt8m/raw_frames.py).
+  if frame_batches.can_parse_batches(config):
+    # Batches first, then parses them whole (yt8m/frame_batches.py).
 
-    def parse_batch(p, i, r):
-      rows = raw_frames.parse_batch(p, i, r, config, training, seed or 0)
+    def parse_batch(p, i, r, *positions):
+      rows = frame_batches.parse_batch(p, i, r, config, training, seed or 0, *positions)
       return rows if training else _with_record_bytes(rows, r, None)
 
     ds = records.batch(batch_size, drop_remainder=drop_remainder).map(
-        parse_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+        parse_batch, num_parallel_calls=frame_batches.PARALLEL_BATCHES,
+        deterministic=deterministic)
   elif config.frame_features:
 
     def parse(p, i, r, *position):
@@ -689,13 +690,13 @@ def parse_serialized(serialized: tf.Tensor, config: ReaderConfig) -> dict:
   indices = tf.range(count, dtype=tf.int64)
   if not config.frame_features:
     return _parse_video_level(paths, indices, serialized, config)
-  if raw_frames.can_parse_batches(config):
-    return raw_frames.parse_batch(paths, indices, serialized, config, False, 0)
+  if frame_batches.can_parse_batches(config):
+    return frame_batches.parse_batch(paths, indices, serialized, config, False, 0)
   return _parse_records(paths, indices, serialized, config, False, 0)
 
 
 def _parse_records(paths, indices, serialized, config: ReaderConfig, training: bool,
-                   seed: int) -> dict:
+                   seed: int, positions=None) -> dict:
   """_parse_frame_level over a [N] batch, record by record (not for segment_mode)."""
   length = config.num_output_frames
   signature = {
@@ -709,8 +710,11 @@ def _parse_records(paths, indices, serialized, config: ReaderConfig, training: b
     signature["teacher_features"] = tf.TensorSpec([config.max_frames, config.feature_dim],
                                                   tf.float32)
     signature["teacher_num_frames"] = tf.TensorSpec([], tf.int32)
-  return tf.map_fn(lambda a: _parse_frame_level(a[0], a[1], a[2], config, training, seed),
-                   (paths, indices, serialized), fn_output_signature=signature)
+  if positions is None:
+    return tf.map_fn(lambda a: _parse_frame_level(*a, config, training, seed),
+                     (paths, indices, serialized), fn_output_signature=signature)
+  return tf.map_fn(lambda a: _parse_frame_level(*a[:3], config, training, seed, a[3]),
+                   (paths, indices, serialized, positions), fn_output_signature=signature)
 
 
 def labels_only(num_classes: int, require_labels: bool = True) -> ReaderConfig:
@@ -754,6 +758,9 @@ def diagnose_files(files: Sequence[str], frame_features: bool | None = None,
   wrong_type = _WRONG_TYPE.search(error)
   if wrong_type and proto is None:
     proto = tf.train.SequenceExample
+  # A record Python's protobuf reads but TensorFlow's fast parser rejects (e.g. a map entry
+  # whose value comes before its key).
+  rejected = proto is not None and "Invalid protocol message" in error
   for path in files:
     index = 0
     try:
@@ -763,6 +770,10 @@ def diagnose_files(files: Sequence[str], frame_features: bool | None = None,
             parsed = proto.FromString(record.numpy())
           except Exception:  # protobuf raises its own DecodeError type
             return f"{path}: record {index}: not a valid {proto.__name__} protocol buffer"
+          if rejected and not _tensorflow_parses(record, proto):
+            return (f"{path}: record {index}{_video_of(parsed)}: TensorFlow's parser rejects "
+                    f"this {proto.__name__} (a valid protocol buffer in an encoding it does "
+                    "not read); write it again with TensorFlow")
           if wrong_type:
             key, expected = wrong_type.groups()
             kind = _wrong_kind(parsed, key, _KINDS.get(expected, expected))
@@ -778,6 +789,18 @@ def diagnose_files(files: Sequence[str], frame_features: bool | None = None,
             tf.errors.PermissionDeniedError) as e:
       return f"{path}: cannot be read: {_first_line(e.message)}"
   return None
+
+
+def _tensorflow_parses(record: tf.Tensor, proto) -> bool:
+  spec = {"id": tf.io.FixedLenFeature([], tf.string, default_value="")}
+  try:
+    if proto is tf.train.SequenceExample:
+      tf.io.parse_single_sequence_example(record, context_features=spec)
+    else:
+      tf.io.parse_single_example(record, spec)
+  except tf.errors.InvalidArgumentError:
+    return False
+  return True
 
 
 def _video_of(parsed) -> str:

@@ -1,11 +1,11 @@
-"""The byte-slicing frame-level reader: bit-identical to the full parser, or it falls back."""
+"""The batch-at-once frame-level reader: bit for bit the record-by-record one, errors included."""
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from conftest import frames, sequence_example, write_records
-from yt8m import raw_frames, readers, synthetic
+from yt8m import frame_batches, frame_selection, readers, synthetic
 
 CONFIGS = {
     "teacher": readers.ReaderConfig(num_classes=10),
@@ -20,9 +20,9 @@ CONFIGS = {
 }
 
 
-def read(monkeypatch, files, config, sliced, batch_size=4, drop_remainder=False):
-  """(element_spec, batches, error message or None) with the slicing reader on or off."""
-  monkeypatch.setattr(raw_frames, "ENABLED", sliced)
+def read(monkeypatch, files, config, batched, batch_size=4, drop_remainder=False):
+  """(element_spec, batches, error message or None) with batches parsed at once or not."""
+  monkeypatch.setattr(frame_batches, "ENABLED", batched)
   ds = readers.build_dataset(files, config, batch_size, drop_remainder=drop_remainder)
   batches = []
   try:
@@ -53,7 +53,12 @@ def assert_identical(monkeypatch, files, config, **kwargs):
 
 # Hand-made encodings: the pieces of a SequenceExample, to put together in unusual ways.
 def _varint(value):
-  return raw_frames._varint_bytes(value)
+  out = bytearray()
+  while True:
+    byte, value = value & 0x7F, value >> 7
+    out.append(byte | 0x80 if value else byte)
+    if not value:
+      return bytes(out)
 
 
 def _field(number, payload):
@@ -88,103 +93,69 @@ def _video(n, offset=0):
           _entry("audio", _feature_list(frames(n, 128, offset + 7)))]
 
 
-def located(records, names=("rgb", "audio"), sizes=(1024, 128)):
-  ok, _, counts = raw_frames.locate(tf.constant(records), names, sizes)
-  return ok.numpy().tolist(), counts.numpy().tolist()
+def test_batched_selection_is_select_frames_row_by_row():
+  lengths = np.arange(1, 301)
+  for strategy in frame_selection.STRATEGIES:
+    if strategy == "random":
+      continue
+    for k in (1, 3, 10, 30, 300):
+      got = frame_selection.select_frames_batch(tf.constant(lengths), k, strategy).numpy()
+      for row, n in zip(got, lengths, strict=True):
+        want = frame_selection.select_frames(tf.constant(n), k, strategy).numpy()
+        assert row[:len(want)].tolist() == want.tolist(), (strategy, k, n)
+        assert (row[len(want):] == -1).all(), (strategy, k, n)
+  with pytest.raises(ValueError, match="seed per video"):
+    frame_selection.select_frames_batch(tf.constant([5]), 3, "random")
 
 
-def test_frame_layout_is_the_protobuf_encoding():
-  for size in (1, 127, 128, 1024, 20000):
-    payload = bytes(range(256)) * (size // 256) + bytes(size % 256)
-    layout = raw_frames.FrameLayout.for_size(size)
-    one_frame = _feature_list([np.frombuffer(payload, np.uint8)])
-    assert one_frame == layout.header + payload
-    assert layout.stride == len(one_frame)
-  assert raw_frames.FrameLayout.for_size(1024).stride == 1033
-
-
-def test_locate_and_gather_cut_the_right_bytes():
-  records = [sequence_example(num_frames=n) for n in (1, 5, 301)]
-  ok, counts = located(records)
-  assert ok == [True] * 3 and counts == [[1, 1], [5, 5], [301, 301]]
-  _, starts, _ = raw_frames.locate(tf.constant(records), ("rgb", "audio"), (1024, 128))
-  picked = raw_frames.gather(tf.constant(records), starts[:, 0], tf.constant([[0, 0], [4, 1],
-                                                                               [300, 2]]), 1024)
-  assert picked.numpy()[2, 0] == frames(301, 1024)[300].tobytes()
-  assert picked.numpy()[1, 0] == frames(5, 1024)[4].tobytes()
-
-
-def test_unusual_encodings_are_located_or_sent_to_the_full_parser():
-  n = 4
-  visible = _entry("synthetic_visible_labels", tf.train.FeatureList(feature=[
-      tf.train.Feature(int64_list=tf.train.Int64List(value=[1, 2]))]).SerializeToString())
-  rgb, audio = _video(n)
-  value_first = _field(1, _field(2, _feature_list(frames(n, 1024))) + _field(1, b"rgb"))
-  odd_frame = [np.zeros(1024, np.uint8)] * 2 + [np.zeros(1023, np.uint8)] + \
-      [np.zeros(1025, np.uint8)]  # the same total length as 4 good frames
-  cases = {
-      "canonical": (_record([rgb, audio]), True),
-      "lists before context": (_record([rgb, audio], lists_first=True), True),
-      "entries reordered, an extra list": (_record([visible, audio, rgb]), True),
-      "more than 300 frames": (_record(_video(320)), True),
-      "no context": (_field(2, rgb + audio), False),
-      "context after the lists, twice": (_record([rgb, audio]) + _field(1, _context()), False),
-      "value before key": (_record([value_first, audio]), False),
-      "a frame of another size": (_record([_entry("rgb", _feature_list(odd_frame)), audio]),
-                                  False),
-      "rgb twice": (_record([rgb, audio, rgb]), False),
-      "audio missing": (_record([rgb]), False),
-      "an unknown top-level field": (_record([rgb, audio]) + _field(3, b"x"), False),
-  }
-  ok, _ = located([record for record, _ in cases.values()])
-  assert dict(zip(cases, ok, strict=True)) == {name: want for name, (_, want) in cases.items()}
-
-
-@pytest.mark.slow
-def test_every_encoding_reads_as_the_full_parser_reads_it(tmp_path, monkeypatch, capfd):
+def test_every_encoding_reads_as_the_record_by_record_path_reads_it(tmp_path, monkeypatch):
   n = 6
   rgb, audio = _video(n)
   visible = _entry("synthetic_visible_labels", _feature_list(frames(2, 3)))
-  value_first = _field(1, _field(2, _feature_list(frames(n, 1024))) + _field(1, b"rgb"))
-  good = [
+  # A frame whose value length is a non-minimal varint: a valid protocol buffer.
+  frame = frames(1, 1024)[0].tobytes()
+  long_value = bytes([0x0A, 0x80 | 1024 % 128, 0x80 | 1024 >> 7, 0x00]) + frame
+  long_rgb = _entry("rgb", _field(1, _field(1, long_value)) + _feature_list(frames(n - 1, 1024)))
+  records = [
       _record([rgb, audio], _context("a", (1,))),
       _record([audio, visible, rgb], _context("b", (2, 3)), lists_first=True),
       _record(_video(333, offset=3), _context("c", (9,))),
       sequence_example("d", labels=(4,), num_frames=2),
       sequence_example("e", labels=(5,), num_frames=9, audio=frames(3, 128)),  # audio shorter
-  ]
-  canonical = write_records(tmp_path / "canonical.tfrecord", good)
-  for name in ("distill", "audio_first"):
-    assert_identical(monkeypatch, [canonical], CONFIGS[name])
-  assert "not in the canonical" not in capfd.readouterr().err
-  # A context split in two (the parser merges them) and a frame whose value length is a
-  # non-minimal varint: valid protocol buffers, but not the canonical layout.
-  frame = frames(1, 1024)[0].tobytes()
-  long_value = bytes([0x0A, 0x80 | 1024 % 128, 0x80 | 1024 >> 7, 0x00]) + frame
-  long_rgb = _entry("rgb", _field(1, _field(1, long_value)) + _feature_list(frames(n - 1, 1024)))
-  odd = write_records(tmp_path / "odd.tfrecord", good[:2] + [
-      _record([rgb, audio], _context("g", ())) + _field(1, _context(None, (2,))),
+      sequence_example("f", labels=(6,), num_frames=4, audio=frames(11, 128)),  # audio longer
+      _record([rgb, audio], _context("g", ())) + _field(1, _context(None, (2,))),  # split context
       _record([long_rgb, audio], _context("h", (3,))),
-  ])
-  got, error = assert_identical(monkeypatch, [odd], CONFIGS["distill"], batch_size=4)
-  assert error is None and len(got) == 1
-  err = capfd.readouterr().err
-  assert "2 of 4 records of this batch are not in the canonical frame-level layout" in err
-  assert "odd.tfrecord" in err
-  # TensorFlow's parser rejects a map entry whose value comes before its key: so does the
-  # slicing reader (through the full parser), with the same error.
+  ]
+  path = write_records(tmp_path / "odd.tfrecord", records)
+  for name in ("teacher", "student", "distill", "audio_first", "learned", "fml"):
+    for batch_size in (3, 8):
+      got, error = assert_identical(monkeypatch, [path], CONFIGS[name], batch_size=batch_size)
+      assert error is None and sum(len(b["video_ids"]) for b in got) == len(records)
+  # TensorFlow's parser rejects a map entry whose value comes before its key, either way.
+  value_first = _field(1, _field(2, _feature_list(frames(n, 1024))) + _field(1, b"rgb"))
   rejected = write_records(tmp_path / "rejected.tfrecord", [_record([value_first, audio])])
-  assert assert_identical(monkeypatch, [rejected], CONFIGS["student"])[1]
+  assert "rejected.tfrecord" in assert_identical(monkeypatch, [rejected], CONFIGS["student"])[1]
+
+
+def test_training_draws_are_identical(frame_data, monkeypatch):
+  """Random frames in training are seeded by the record's place in the stream, either way."""
+  files = sorted(str(p) for p in frame_data.glob("*.tfrecord"))
+  outputs = []
+  for batched in (True, False):
+    monkeypatch.setattr(frame_batches, "ENABLED", batched)
+    ds = readers.build_dataset(files, CONFIGS["random"], 4, training=True, num_epochs=2, seed=5)
+    outputs.append([(b["video_ids"].tolist(), b["frame_indices"].tobytes(),
+                     b["features"].tobytes()) for b in ds.as_numpy_iterator()])
+  assert outputs[0] and outputs[0] == outputs[1]
 
 
 @pytest.mark.slow
-def test_generated_shards_and_fixtures_are_identical(frame_data, tmp_path, monkeypatch, capfd):
+def test_generated_shards_and_fixtures_are_identical(frame_data, tmp_path, monkeypatch):
   files = sorted(str(p) for p in frame_data.glob("*.tfrecord"))
   files += synthetic.generate(str(tmp_path / "syn"), num_videos=12, seed=3, num_shards=2)
   for name in ("teacher", "random", "fml", "distill"):
     assert_identical(monkeypatch, files, CONFIGS[name], batch_size=5)
   assert_identical(monkeypatch, files, CONFIGS["student"], batch_size=5, drop_remainder=True)
-  assert "not in the canonical" not in capfd.readouterr().err
 
 
 @pytest.mark.parametrize("bad", [
@@ -207,8 +178,8 @@ def test_serving_parse_is_identical(monkeypatch):
   records = tf.constant([sequence_example("a", num_frames=12), sequence_example("b")])
   for config in (CONFIGS["teacher"], CONFIGS["student"]):
     outputs = []
-    for sliced in (True, False):
-      monkeypatch.setattr(raw_frames, "ENABLED", sliced)
+    for batched in (True, False):
+      monkeypatch.setattr(frame_batches, "ENABLED", batched)
       outputs.append(readers.parse_serialized(records, config))
     for key in outputs[1]:
       assert outputs[0][key].numpy().tobytes() == outputs[1][key].numpy().tobytes(), key

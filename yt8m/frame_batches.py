@@ -1,0 +1,170 @@
+"""Frame-level records parsed a batch at a time: the default path of yt8m.readers.
+
+`readers._parse_frame_level` parses, checks, decodes and pads ONE record per call, and the
+batch is then assembled by copying every row. Here the records are batched first and one
+`tf.io.parse_sequence_example` call parses the whole batch in TensorFlow's C++ parser; every
+later step (the checks, the frame choice, the decoding, the dequantization) is one vectorised
+op over the batch, and the all-frame path stays in uint8 until a single dequantizing pass.
+A student's k frames are picked from the parsed byte strings before anything is decoded.
+
+The values are bit for bit those of the record-by-record path (tests/test_frame_batches.py).
+When any record of a batch fails one of the record-by-record path's checks, the whole batch is
+parsed record by record, which raises today's one-line error naming the file, record and video.
+Records the C++ parser cannot read at all fail here as they do there, and `readers.data_errors`
+finds the record.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from yt8m import frame_selection, readers
+
+# True: every frame-level batch outside the 2019 segment modes is parsed here. False sends it
+# record by record (the reference the tests compare against, and the benchmark's "per record").
+ENABLED = True
+# Batches parsed at once by the dataset's map.
+PARALLEL_BATCHES = tf.data.AUTOTUNE
+
+
+def can_parse_batches(config: "readers.ReaderConfig") -> bool:
+  """Whether `parse_batch` handles this config (2019 segments go record by record)."""
+  return ENABLED and config.frame_features and not config.segment_mode
+
+
+def parse_batch(paths, indices, serialized, config: "readers.ReaderConfig", training: bool,
+                seed: int, positions=None) -> dict:
+  """A [B] batch of frame-level records -> the batch `readers._parse_frame_level` gives for
+  each, bit for bit (positions: each record's place in the training stream, for `random`)."""
+  names = config.feature_names
+  context, lists, lengths = tf.io.parse_sequence_example(
+      serialized,
+      context_features={
+          "id": tf.io.FixedLenFeature([], tf.string, default_value=""),
+          "video_id": tf.io.FixedLenFeature([], tf.string, default_value=""),
+          "labels": tf.io.VarLenFeature(tf.int64),
+      },
+      sequence_features={name: tf.io.FixedLenSequenceFeature([], tf.string, allow_missing=True)
+                         for name in names})
+  video_ids = readers._video_id(context["id"], context["video_id"])
+  labels = context["labels"]
+  num_rows = tf.shape(serialized)[0]
+  counts = {name: tf.cast(lengths[name], tf.int32) for name in names}
+  ok = _records_pass_checks(video_ids, labels, lists, counts, config, num_rows)
+
+  def vectorised():
+    num_frames = tf.minimum(counts[names[0]], config.max_frames)
+    if config.selects_in_reader and not config.teacher_frames:
+      frames = _selected(num_frames, video_ids, config, training, seed, positions)
+      features = _picked_frames(lists, counts, frames, config)
+    else:
+      frames = tf.range(config.max_frames)[None, :]
+      frames = tf.where(frames < num_frames[:, None], frames, -1)
+      features = _every_frame(lists, counts, num_frames, config)
+    real = frames >= 0
+    extra = {}
+    if config.teacher_frames:
+      # The teacher sees every frame; the student's k are gathered from them (no second decode).
+      extra = {"teacher_features": features, "teacher_num_frames": num_frames}
+      frames = _selected(num_frames, video_ids, config, training, seed, positions)
+      real = frames >= 0
+      features = tf.where(real[..., None],
+                          tf.gather(features, tf.maximum(frames, 0), batch_dims=1), 0.0)
+    pairs = tf.stack([labels.indices[:, 0], labels.values], axis=1)
+    return {
+        **extra,
+        "video_ids": video_ids,
+        "features": features,
+        "num_frames": tf.reduce_sum(tf.cast(real, tf.int32), 1),
+        "labels": readers._multi_hot(pairs, num_rows, config.num_classes),
+        "frame_indices": frames,
+    }
+
+  def record_by_record():  # raises the first bad record's error
+    return readers._parse_records(paths, indices, serialized, config, training, seed,
+                                  positions)
+
+  out = tf.cond(ok, vectorised, record_by_record)
+  # A static batch size (drop_remainder) as batching parsed records would give.
+  shapes = {"features": [config.num_output_frames, config.feature_dim],
+            "frame_indices": [config.num_output_frames],
+            "teacher_features": [config.max_frames, config.feature_dim],
+            "labels": [config.num_classes]}
+  return {key: tf.ensure_shape(value, serialized.shape[:1] + shapes.get(key, []))
+          for key, value in out.items()}
+
+
+def _records_pass_checks(video_ids, labels, lists, counts, config, num_rows):
+  """True when every record passes the checks of readers._parse_frame_level."""
+  label_rows = tf.cast(labels.indices[:, 0], tf.int32)
+  bad_label = (labels.values < 0) | (labels.values >= config.num_classes)
+  ok = tf.reduce_all(tf.strings.length(video_ids) > 0) & ~tf.reduce_any(bad_label)
+  if config.require_labels:
+    label_count = tf.math.bincount(label_rows, minlength=num_rows, maxlength=num_rows)
+    ok &= tf.reduce_all(label_count > 0)
+  for name, size in zip(config.feature_names, config.feature_sizes, strict=True):
+    frame = tf.range(tf.shape(lists[name])[1])[None, :]
+    right_size = tf.equal(tf.strings.length(lists[name]), size) | (frame >= counts[name][:, None])
+    ok &= tf.reduce_all(counts[name] > 0) & tf.reduce_all(right_size)
+  return ok
+
+
+def _every_frame(lists, counts, num_frames, config):
+  """[B, max_frames, D] float32: frames 0..num_frames-1 of every feature, +0 after."""
+  parts = []
+  for name, size in zip(config.feature_names, config.feature_sizes, strict=True):
+    # Rows past a record's own list are "" in the batch; fixed_length decodes them as zeros.
+    part = tf.io.decode_raw(lists[name], tf.uint8, fixed_length=size)[:, :config.max_frames]
+    parts.append(tf.pad(part, [[0, 0], [0, config.max_frames - tf.shape(part)[1]], [0, 0]]))
+  real = tf.range(config.max_frames)[None, :] < num_frames[:, None]
+  same_length = tf.reduce_all([tf.equal(counts[name], counts[config.feature_names[0]])
+                               for name in config.feature_names])
+
+  def one_pass():
+    # Every feature has num_frames frames (or more than max_frames): the frames past them are
+    # zeros already, so one pass over the concatenated bytes dequantizes and zeroes the padding
+    # (0 * scale + 0 * bias = +0; a real frame gets x * scale + bias, as readers.dequantize).
+    quantized = tf.concat(parts, axis=-1)
+    return (tf.cast(quantized, tf.float32) * readers.DEQUANTIZE_SCALE +
+            tf.cast(real, tf.float32)[..., None] * readers.DEQUANTIZE_BIAS)
+
+  def per_feature():  # features of different lengths (rows past a shorter one are +0)
+    return tf.concat([
+        tf.where((real & (tf.range(config.max_frames)[None, :] < counts[name][:, None]))[..., None],
+                 readers.dequantize(part), 0.0)
+        for name, part in zip(config.feature_names, parts, strict=True)], axis=-1)
+
+  return tf.cond(same_length, one_pass, per_feature)
+
+
+def _picked_frames(lists, counts, frames, config):
+  """[B, k, D] float32: the frames[b, t] of each record (-1: padding, +0)."""
+  parts = []
+  for name, size in zip(config.feature_names, config.feature_sizes, strict=True):
+    last = tf.shape(lists[name])[1] - 1
+    picked = tf.gather(lists[name], tf.clip_by_value(frames, 0, last), batch_dims=1)
+    present = (frames >= 0) & (frames < counts[name][:, None])
+    parts.append(tf.where(present[..., None],
+                          readers.dequantize(tf.io.decode_raw(picked, tf.uint8,
+                                                              fixed_length=size)), 0.0))
+  return tf.concat(parts, axis=-1)
+
+
+def _selected(num_frames, video_ids, config, training, seed, positions):
+  """[B, k] the student's frames of each video (readers._select), padded with -1."""
+  k = config.student_frames
+  if config.frame_selection != "random":
+    return frame_selection.select_frames_batch(num_frames, k, config.frame_selection,
+                                               config.max_frames)
+  by_position = positions is not None
+  if not by_position:
+    positions = tf.fill(tf.shape(num_frames), tf.constant(-1, tf.int64))
+
+  def one(args):
+    n, video_id, position = args
+    picked = readers._select(n, video_id, config, training, seed,
+                             position if by_position else None)
+    return tf.pad(picked, [[0, k - tf.size(picked)]], constant_values=-1)
+
+  return tf.map_fn(one, (num_frames, video_ids, positions),
+                   fn_output_signature=tf.TensorSpec([k], tf.int32))
