@@ -15,7 +15,9 @@ mask or slice to the real frames); the mean real frame count of the data is used
 
 --learned_ks adds students with --frame_selection=learned: their reader decodes every frame and
 their scorer (2 * D * selector_hidden FLOPs per frame) looks at all of them, both counted in
-their cost.
+their cost. --selector_candidates=c (several allowed; 0 = every frame) makes their reader decode
+only a uniform grid of c * k candidate frames, which the scorer picks among. Every row reports
+the frames decoded per video (1,152 bytes each).
 """
 
 import json
@@ -37,6 +39,8 @@ flags.DEFINE_list("models", ["HierarchicalLstmModel", "NetVladModel", "NeXtVladM
 flags.DEFINE_list("ks", ["6", "10", "15", "20", "30"], "Student frame budgets.")
 flags.DEFINE_list("learned_ks", [], "Also learned-selection students at these k.")
 flags.DEFINE_integer("selector_hidden", 16, "Learned selection: scorer width.")
+flags.DEFINE_list("selector_candidates", ["0"], "Learned selection: candidate grids of c * k "
+                  "frames (0 = every frame), one student per value.")
 flags.DEFINE_integer("lstm_cells", 256, "Width of the LSTM families (H-RNN, LSTM).")
 flags.DEFINE_integer("num_videos", 500, "Synthetic videos to run inference on.")
 flags.DEFINE_integer("num_classes", 3862, "Classes.")
@@ -132,15 +136,19 @@ def main(_):
       hp = dict(HPARAMS.get(name, {}))
       if "lstm_cells" in hp:
         hp["lstm_cells"] = FLAGS.lstm_cells
+      candidates = {}  # learned label -> c
+      for c in map(int, FLAGS.selector_candidates):
+        candidates.update({f"learned{f' c={c}' if c else ''} k={k}": c for k in FLAGS.learned_ks})
       variants = {"teacher": None, **{f"k={k}": int(k) for k in FLAGS.ks},
-                  **{f"learned k={k}": int(k) for k in FLAGS.learned_ks}}
+                  **{label: int(label.split("k=")[1]) for label in candidates}}
       runs = {label: run_config_lib.RunConfig(
           model=name, feature_names=("rgb", "audio"), feature_sizes=(1024, 128),
           frame_features=True, num_classes=FLAGS.num_classes, student_frames=k,
-          frame_selection="learned" if label.startswith("learned") else "uniform",
+          frame_selection="learned" if label in candidates else "uniform",
           model_hparams=hp,
-          selector_hparams={"selector_hidden": FLAGS.selector_hidden}
-          if label.startswith("learned") else {}) for label, k in variants.items()}
+          selector_hparams={"selector_hidden": FLAGS.selector_hidden,
+                            "selector_candidates": candidates[label]}
+          if label in candidates else {}) for label, k in variants.items()}
       keras.backend.clear_session()
       built = {label: building.build_model(run) for label, run in runs.items()}
       for label in variants:  # warm-up: tracing, page cache
@@ -154,15 +162,17 @@ def main(_):
       for label, k in variants.items():
         flops = flops_per_video(name, hp, min(k or mean_frames, mean_frames), 1152,
                                 FLAGS.num_classes)
-        if label.startswith("learned"):
-          flops += scorer_flops(mean_frames, 1152, FLAGS.selector_hidden)
+        decoded = min(k or mean_frames, mean_frames)
+        if label in candidates:
+          decoded = min(candidates[label] * k, mean_frames) if candidates[label] else mean_frames
+          flops += scorer_flops(decoded, 1152, FLAGS.selector_hidden)
         seconds = statistics.median(times[label])
         row = {"model": name, "variant": label, "k": k or 0, "gflops_per_video": flops / 1e9,
                "flops_ratio": flops / teacher_flops, "seconds": seconds,
                "videos_per_second": FLAGS.num_videos / seconds,
-               "time_ratio": seconds / teacher_time}
+               "time_ratio": seconds / teacher_time, "frames_decoded": decoded}
         results.append(row)
-        print(f"{name:22s} {label:11s} {row['gflops_per_video']:8.3f} GFLOP/video "
+        print(f"{name:22s} {label:17s} {decoded:5.0f} frames {row['gflops_per_video']:8.3f} GFLOP/video "
               f"(x{row['flops_ratio']:.3f})  {seconds:6.2f} s = "
               f"{row['videos_per_second']:7.0f} videos/s (x{row['time_ratio']:.3f})", flush=True)
   print(f"({FLAGS.num_videos} videos, mean {mean_frames:.0f} real frames, median of "

@@ -2,6 +2,7 @@
 
   python -m benchmarks.bench_reader [--num_videos=2000] [--k=30] [--rounds=5]
   python -m benchmarks.bench_reader --stages   # where one batch's time goes
+  python -m benchmarks.bench_reader --startup  # building a dataset, and its first batch
 
 Writes --num_videos synthetic frame-level videos (yt8m.synthetic, built-in mode, in a
 temporary directory), then reads them with each variant in round-robin rounds after a
@@ -38,6 +39,9 @@ flags.DEFINE_integer("rounds", 5, "Timed passes per variant.")
 flags.DEFINE_integer("parallel_batches", None,
                      "Batches parsed in parallel by the batch reader (default: its own setting, "
                      "frame_batches.PARALLEL_BATCHES).")
+flags.DEFINE_bool("startup", False,
+                  "Instead: time building each reader's dataset and reading its first batch, "
+                  "median of --rounds (start-up of every eval, inference and training run).")
 flags.DEFINE_bool("stages", False,
                   "Instead: time the stages of parsing one batch in memory (no tf.data), "
                   "median of --rounds * 3 calls.")
@@ -154,8 +158,31 @@ def stages(files, student):
     print(f"  {name:40s} {1000 * statistics.median(times):6.1f} ms")
 
 
+def startup(files, student):
+  configs = {"every frame": readers.ReaderConfig(), f"k={FLAGS.k}": student}
+  print(f"building a reader's dataset and reading its first batch ({FLAGS.rounds} times; "
+        "AutoGraph caches what it converted, so the first time is what a command pays)")
+  for name, config in configs.items():
+    build, first = [], []
+    for _ in range(FLAGS.rounds):
+      start = time.perf_counter()
+      ds = readers.build_dataset(files, config, FLAGS.batch_size)
+      built = time.perf_counter()
+      next(iter(ds))
+      build.append(built - start)
+      first.append(time.perf_counter() - built)
+    print(f"  {name:12s} first in the process: build {build[0]:.3f} s, first batch "
+          f"{first[0]:.3f} s; again: build {statistics.median(build[1:]):.3f} s, first batch "
+          f"{statistics.median(first[1:]):.3f} s")
+
+
 def main(_):
   student = readers.ReaderConfig(student_frames=FLAGS.k)
+  if FLAGS.startup:
+    with tempfile.TemporaryDirectory() as tmp:
+      startup(synthetic.generate(tmp, num_videos=4 * FLAGS.batch_size, seed=0, num_shards=2),
+              student)
+    return
   if FLAGS.stages:
     with tempfile.TemporaryDirectory() as tmp:
       stages(synthetic.generate(tmp, num_videos=FLAGS.batch_size, seed=0, num_shards=1),

@@ -24,6 +24,7 @@ import tensorflow as tf
 from absl import app, flags
 
 from yt8m import eval_lib, frame_selection, readers
+from yt8m.models import selector
 
 flags.DEFINE_string("train_dir", None, "A learned-selection student's run.")
 flags.DEFINE_string("data_pattern", None, "Synthetic frame-level shards (with "
@@ -73,11 +74,16 @@ def main(_):
   examples = []
   for batch in readers.iterate_numpy(files, run.reader_config(), FLAGS.batch_size):
     out = model(batch["features"], batch["num_frames"], training=False)
-    picked, scores = out["frame_indices"].numpy(), out["selection_scores"].numpy()
+    # Source frames: the model picks among the reader's frames (all, or a candidate grid).
+    picked = selector.source_frames(batch["frame_indices"], out["frame_indices"]).numpy()
+    scored = batch["frame_indices"]
     for row, vid in enumerate(batch["video_ids"]):
       vid = vid.decode()
-      n = int(batch["num_frames"][row])
+      n = min(len(truth[vid]), run.max_frames)
       frames = truth[vid][:n]
+      scores = np.full(n, np.nan)  # frames the scorer did not see stay empty in the plot
+      scores[scored[row][scored[row] >= 0]] = out["selection_scores"].numpy()[row][
+          scored[row] >= 0]
       seed = tf.stack([tf.constant(0, tf.int64), tf.strings.to_hash_bucket_fast(vid, 2**62)])
       choices = {"learned": picked[row][picked[row] >= 0],
                  "uniform": frame_selection.select_frames(n, k, "uniform").numpy(),
@@ -85,7 +91,7 @@ def main(_):
       for name, picks in choices.items():
         stats[name].append(pick_stats(picks, frames))
       if len(examples) < FLAGS.num_plots:
-        examples.append((vid, frames, scores[row, :n], choices))
+        examples.append((vid, frames, scores, choices))
   summary = {"train_dir": FLAGS.train_dir, "k": k, "videos": len(stats["learned"]),
              **{name: {"on_label": float(np.mean([s[0] for s in v])),
                        "coverage": float(np.mean([s[1] for s in v]))}
@@ -115,7 +121,8 @@ def plot(examples, k, path):
     ax.set_yticks(range(base + 3), [f"label {label}" for label in labels] +
                   ["learned", "uniform", "random"], fontsize=6)
     twin = ax.twinx()
-    twin.plot(scores, color="tab:red", linewidth=0.6, alpha=0.5)
+    twin.plot(scores, color="tab:red", linewidth=0.6, alpha=0.5,
+              marker="." if np.isnan(scores).any() else None)  # a candidate grid: points
     twin.set_yticks([])
     ax.set_xlim(-1, len(frames))
     ax.set_title(f"{vid}: green = label visible; ticks = picked frames (k={k}); "

@@ -142,7 +142,7 @@ def test_learned_student_through_the_command_lines(tmp_path, frame_data):
   saved = json.loads((student / "model_flags.json").read_text())
   assert saved["frame_selection"] == "learned" and saved["selector_hparams"] == {
       "selector_hidden": 4, "selector_temperature": 1.0,
-      "selector_estimator": "straight_through"}
+      "selector_estimator": "straight_through", "selector_candidates": 0}
   # Resuming continues from the checkpoint.
   proc = run("train.py", *LSTM, data, f"--train_dir={student}", "--max_steps=4",
              "--student_frames=4", "--frame_selection=learned", f"--teacher_dir={teacher}",
@@ -237,3 +237,48 @@ def test_init_from_a_plain_run_starts_the_selections_student(tmp_path):
   whole_path = tf.train.Checkpoint(model=selecting).save(str(tmp_path / "whole"))
   assert building.init_target(selecting, whole_path) is selecting
   assert building.init_target(plain, plain_path) is plain
+
+
+def test_a_candidate_grid_reads_c_times_k_frames_and_reports_source_frames(tmp_path, frame_data,
+                                                                           caplog):
+  """--selector_candidates=c: the reader decodes a uniform grid of c * k frames, the selector
+  picks among them, and the distillation terms see the picks' source frames."""
+  import dataclasses
+
+  from yt8m import eval_lib, frame_selection, run_config, train_lib
+  assert selector.source_frames(tf.constant([[0, 5, 10, 15, -1, -1]]),
+                                tf.constant([[0, 2, -1]])).numpy().tolist() == [[0, 10, -1]]
+  run = run_config.RunConfig(
+      model="AttentionPoolingModel", feature_names=("rgb", "audio"), feature_sizes=(1024, 128),
+      frame_features=True, num_classes=10, student_frames=3, frame_selection="learned",
+      model_hparams={"attention_scorer_size": 4, "attention_heads": 2,
+                     "attention_hidden_size": 8},
+      selector_hparams={"selector_hidden": 4, "selector_candidates": 2})
+  reader = run.reader_config()
+  assert (reader.student_frames, reader.frame_selection) == (6, "uniform")
+  files = readers.list_files(str(frame_data / "train*.tfrecord"))
+  everything = next(readers.iterate_numpy(files, dataclasses.replace(
+      reader, student_frames=None), 4))
+  batch = next(readers.iterate_numpy(files, reader, 4))
+  assert batch["features"].shape[1] == 6
+  for row, n in enumerate(everything["num_frames"]):
+    grid = frame_selection.select_frames(tf.constant(n), 6, "uniform").numpy()
+    assert batch["frame_indices"][row][:len(grid)].tolist() == grid.tolist()
+  # Trains with L_rep and L_frames (the parallel teacher reads every frame).
+  weights = dataclasses.asdict(distill.LossWeights(rep_weight=0.01, frame_weight=1.0))
+  caplog.set_level("INFO")
+  result = train_lib.train(run_config.with_teacher(run, "parallel", weights), files,
+                           train_lib.TrainConfig(train_dir=str(tmp_path / "c"), batch_size=4,
+                                                 max_steps=2, seed=1))
+  assert np.isfinite(result["label_loss"])
+  logged = [float(line.split("frame_loss: ")[1].split()[0]) for line in caplog.messages
+            if "frame_loss: " in line]
+  assert logged and all(np.isfinite(logged))
+  loaded, model, _ = eval_lib.load_model(str(tmp_path / "c"))
+  assert loaded.reader_config() == reader  # eval and inference read the grid too
+  out = model(batch["features"], batch["num_frames"])
+  source = selector.source_frames(batch["frame_indices"], out["frame_indices"]).numpy()
+  for row in range(4):
+    picks = source[row][source[row] >= 0]
+    assert set(picks) <= set(batch["frame_indices"][row]) and len(picks) == min(
+        3, batch["num_frames"][row])

@@ -184,11 +184,17 @@ def test_flags_make_the_config_and_bad_ones_name_the_flag(frame_data, tmp_path):
     config = study.config_from_flags()
     assert config.recipe.ks == (5, 20) and config.recipe.seeds == (1, 2, 3)
     assert config.family == "hrnn" and config.eval_files == (other,)
+    assert config.recipe.selector_candidates == 0
+    study.FLAGS.unparse_flags()
+    study.FLAGS(base + [f"--eval_data_pattern={other}", "--selector_candidates=4"])
+    assert study.config_from_flags().recipe.selector_candidates == 4
     for extra, message in (([f"--eval_data_pattern={train}"], "share"),
                            ([f"--eval_data_pattern={other}", "--ks=0"], "--ks"),
                            ([f"--eval_data_pattern={other}", "--seeds=a"], "--seeds"),
                            ([f"--eval_data_pattern={other}", "--frame_weight=-2"],
                             "--frame_weight"),
+                           ([f"--eval_data_pattern={other}", "--selector_candidates=-2"],
+                            "--selector_candidates"),
                            ([], "--eval_data_pattern is required")):
       study.FLAGS.unparse_flags()
       study.FLAGS(base + extra)
@@ -225,3 +231,14 @@ def test_study_report_gathers_studies_into_one_page(tmp_path):
   assert "| teacher >= every student | held | **failed** |" in text
   assert "- world: A" in text and "1m35s wall" in text
   assert "| Teacher (all frames) | 0.800 |  |" in text and "learned_k5_s1: 0.700" in text
+
+
+def test_a_study_from_before_a_recipe_field_resumes_with_its_default(frame_data, tmp_path):
+  study.Study(tiny_config(frame_data, tmp_path))
+  path = tmp_path / "recipe.json"
+  saved = json.loads(path.read_text())
+  del saved["selector_candidates"]  # as a study written before the field existed
+  path.write_text(json.dumps(saved))
+  study.Study(tiny_config(frame_data, tmp_path))
+  with pytest.raises(study.StudyError, match="selector_candidates: 0 before, 4 now"):
+    study.Study(tiny_config(frame_data, tmp_path, selector_candidates=4))

@@ -155,8 +155,11 @@ def _frames(teacher_out, student_out, context, weights):
   if "frame_weights" not in teacher_out or "choice_log_probs" not in student_out:
     raise ValueError("--frame_weight needs a teacher with per-frame weights "
                      "(AttentionPoolingModel) and --frame_selection=learned")
-  return frame_choice_loss(teacher_out["frame_weights"], student_out["choice_log_probs"],
-                           student_out["stretches"])
+  # The selector chose among its input frames: the teacher's weights on those frames.
+  weights, source = teacher_out["frame_weights"], context["input_frames"]
+  if source is not None:
+    weights = tf.where(source >= 0, tf.gather(weights, tf.maximum(source, 0), batch_dims=1), 0.0)
+  return frame_choice_loss(weights, student_out["choice_log_probs"], student_out["stretches"])
 
 
 class Term(NamedTuple):
@@ -188,11 +191,14 @@ def teacher_outputs_needed(weights: LossWeights) -> tuple[str, ...]:
 
 def student_terms(teacher_out: dict, student_out: dict, frame_indices: tf.Tensor,
                   weights: LossWeights, student_block_frames: int | None = None,
-                  teacher_block_frames: int | None = None
+                  teacher_block_frames: int | None = None, input_frames: tf.Tensor | None = None
                   ) -> dict[str, tuple[float, tf.Tensor]]:
-  """The matching terms that are switched on: name -> (weight, unweighted per-example [B])."""
+  """The matching terms that are switched on: name -> (weight, unweighted per-example [B]).
+
+  frame_indices: [B, k] the source frame of each student frame; input_frames: [B, T] the source
+  frame of each frame the student model was given (a learned selection picks among them)."""
   context = {"frame_indices": frame_indices, "student_block_frames": student_block_frames,
-             "teacher_block_frames": teacher_block_frames}
+             "teacher_block_frames": teacher_block_frames, "input_frames": input_frames}
   return {name: (getattr(weights, term.weight),
                  term.loss(teacher_out, student_out, context, weights))
           for name, term in active_terms(weights).items()}

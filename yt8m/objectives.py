@@ -29,6 +29,7 @@ from absl import logging
 
 from yt8m import building, distill, losses, models, readers
 from yt8m import run_config as run_config_lib
+from yt8m.models import selector
 
 _STEP_KEYS = ("features", "num_frames", "labels")
 
@@ -284,11 +285,16 @@ class Distillation(Supervised):
   def extra_terms(self, batch: dict, out: dict, label_per_example: tf.Tensor,
                   logs: dict) -> tf.Tensor:
     teacher_out = self.teacher_outputs(batch)
-    # A learned selection reports the frames it picked; otherwise the reader's.
-    frame_indices = out.get("frame_indices", batch.get("frame_indices"))
+    # A learned selection reports the frames it picked among its input frames, the reader's
+    # (every frame, or a candidate grid); otherwise the reader's frames are the student's.
+    frame_indices = batch.get("frame_indices")
+    if "frame_indices" in out:
+      frame_indices = (out["frame_indices"] if frame_indices is None else
+                       selector.source_frames(frame_indices, out["frame_indices"]))
     terms = distill.student_terms(teacher_out, out, frame_indices, self.weights,
                                   models.block_frames(self.model),
-                                  models.block_frames(self.teacher))
+                                  models.block_frames(self.teacher),
+                                  input_frames=batch.get("frame_indices"))
     total = tf.constant(0.0)
     student_per_example = self.ce_weight * label_per_example
     for name, (weight, per_example) in terms.items():

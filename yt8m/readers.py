@@ -557,12 +557,17 @@ def _parse_video_level(paths, indices, serialized, config: ReaderConfig):
 
 _CHECK_BATCH = 256  # records per step of the truncation check (no work per record)
 
+# The reader's functions branch with explicit tf.cond / tf.map_fn, so tf.data traces them as
+# they are: AutoGraph's source conversion added 1.6 s to the first dataset a process builds
+# (python -m benchmarks.bench_reader --startup: 2.05 s -> 0.47 s).
+_plain = tf.autograph.experimental.do_not_convert
+
 
 def _complete_records(path, size) -> tf.data.Dataset:
   """One file's (path, record index, serialized record) triples; an error unless its records
   end exactly at its last byte (tf.data stops silently at a cut inside a record header).
   The bytes are counted per batch of records, so the check adds no work per record."""
-  batches = tf.data.TFRecordDataset(path).batch(_CHECK_BATCH).map(lambda r: (r, False))
+  batches = tf.data.TFRecordDataset(path).batch(_CHECK_BATCH).map(_plain(lambda r: (r, False)))
   end = tf.data.Dataset.from_tensors((tf.zeros([0], tf.string), tf.constant(True)))
 
   def step(state, element):
@@ -583,9 +588,9 @@ def _complete_records(path, size) -> tf.data.Dataset:
       return tf.logical_not(last)
 
   zero = tf.constant(0, tf.int64)
-  return batches.concatenate(end).scan((zero, zero), step).filter(keep).map(
-      lambda indices, records, last, index, offset: (
-          tf.fill(tf.shape(indices), path), indices, records)).unbatch()
+  return batches.concatenate(end).scan((zero, zero), _plain(step)).filter(_plain(keep)).map(
+      _plain(lambda indices, records, last, index, offset: (
+          tf.fill(tf.shape(indices), path), indices, records))).unbatch()
 
 
 def _records(files: Sequence[str], sizes: Sequence[int], training: bool,
@@ -593,7 +598,7 @@ def _records(files: Sequence[str], sizes: Sequence[int], training: bool,
              deterministic: bool) -> tf.data.Dataset:
   """(path, record index, serialized record) triples: file order shuffled per epoch when
   training, the sorted file order otherwise."""
-  open_file = _complete_records
+  open_file = _plain(_complete_records)
   ds = tf.data.Dataset.from_tensor_slices((list(files), tf.constant(list(sizes), tf.int64)))
   if not training:
     return ds.flat_map(open_file)
@@ -637,7 +642,7 @@ def build_dataset(files: Sequence[str],
   if training:
     records = records.shuffle(shuffle_buffer or 4 * batch_size, seed=seed)
     if by_position:  # (path, index, record, place in the stream): seeds random selection
-      records = records.enumerate().map(lambda position, r: (*r, position))
+      records = records.enumerate().map(_plain(lambda position, r: (*r, position)))
     if skip_records:
       records = records.skip(skip_records)
   if frame_batches.can_parse_batches(config):
@@ -648,7 +653,7 @@ def build_dataset(files: Sequence[str],
       return rows if training else _with_record_bytes(rows, r, None)
 
     ds = records.batch(batch_size, drop_remainder=drop_remainder).map(
-        parse_batch, num_parallel_calls=frame_batches.PARALLEL_BATCHES,
+        _plain(parse_batch), num_parallel_calls=frame_batches.PARALLEL_BATCHES,
         deterministic=deterministic)
   elif config.frame_features:
 
@@ -656,7 +661,8 @@ def build_dataset(files: Sequence[str],
       row = _parse_frame_level(p, i, r, config, training, seed or 0, *position)
       return row if training else _with_record_bytes(row, r, config.segment_mode)
 
-    ds = records.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+    ds = records.map(_plain(parse), num_parallel_calls=tf.data.AUTOTUNE,
+                     deterministic=deterministic)
     if config.segment_mode:
       ds = ds.unbatch()  # a row per segment
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
@@ -667,7 +673,7 @@ def build_dataset(files: Sequence[str],
       return rows if training else _with_record_bytes(rows, r, None)
 
     ds = records.batch(batch_size, drop_remainder=drop_remainder).map(
-        parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+        _plain(parse), num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
   return ds.prefetch(tf.data.AUTOTUNE)
 
 

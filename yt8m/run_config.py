@@ -64,11 +64,15 @@ class RunConfig:
 
   def reader_config(self, require_labels: bool = True,
                     segment_mode: str | None = None) -> readers.ReaderConfig:
+    frames, selection = self.student_frames, self.frame_selection
+    candidates = self.selector_hparams.selector_candidates if self.selector_hparams else 0
+    if candidates:  # a learned selection among a uniform grid of c * k frames
+      frames, selection = min(candidates * self.student_frames, self.max_frames), "uniform"
     return readers.ReaderConfig(
         feature_names=self.feature_names, feature_sizes=self.feature_sizes,
         frame_features=self.frame_features, num_classes=self.num_classes,
-        max_frames=self.max_frames, student_frames=self.student_frames,
-        frame_selection=self.frame_selection, require_labels=require_labels,
+        max_frames=self.max_frames, student_frames=frames,
+        frame_selection=selection, require_labels=require_labels,
         segment_mode=segment_mode, allow_mixed_id_keys=self.allow_mixed_id_keys)
 
   def to_json(self) -> dict:

@@ -57,6 +57,7 @@ class Recipe:
   selector_hidden: int = 16
   frame_weight: float = 0.0  # learned rows: L_frames from the teacher's attention, if it has one
   init_from_teacher: bool = True  # distilled and learned students start from the teacher's weights
+  selector_candidates: int = 0  # learned rows: pick among a grid of c * k frames (0: every frame)
 
 
 BUDGETS = {
@@ -226,7 +227,8 @@ def build_run(config: StudyConfig, row: dict, teacher_dir: str = "",
       feature_sizes=config.feature_sizes, frame_features=True,
       num_classes=config.num_classes, student_frames=k, frame_selection=strategy,
       model_hparams=family.hparams(k, config.feature_sizes[0]),
-      selector_hparams=({"selector_hidden": recipe.selector_hidden}
+      selector_hparams=({"selector_hidden": recipe.selector_hidden,
+                         "selector_candidates": recipe.selector_candidates}
                         if strategy == frame_selection.LEARNED else {}))
   if row["model"] in ("distilled", "learned"):
     weights = dict(ce_weight=1.0, rep_weight=recipe.rep_weight,
@@ -278,6 +280,9 @@ class Study:
                   **{k: v for k, v in dataclasses.asdict(self.config.recipe).items()
                      if k not in ("ks", "seeds")})
     saved = _read_json(path, None)
+    if saved is not None:  # a study from before a recipe field existed ran with its default
+      saved = {**{f.name: f.default for f in dataclasses.fields(Recipe)
+                  if f.default is not dataclasses.MISSING and f.name in recipe}, **saved}
     if saved is None:
       outputs.write_json(path, recipe)
     elif saved != recipe:
@@ -543,6 +548,9 @@ def define_flags() -> flags.FlagValues:
                       "students start from their teacher's weights (default: the recipe's).")
     flags.DEFINE_float("frame_weight", -1, "Override the recipe's L_frames weight for learned "
                        "students of an attention teacher (-1: the recipe's; 0: off).")
+    flags.DEFINE_integer("selector_candidates", -1, "Override the recipe: learned students "
+                         "pick among a uniform grid of c * k frames (-1: the recipe's; 0: every "
+                         "frame).")
     flags.DEFINE_integer("validation_percent", 10, "Share of the training videos (or files) "
                          "held out for validation.")
     FLAGS = flags.FLAGS
@@ -586,6 +594,11 @@ def config_from_flags() -> StudyConfig:
       raise StudyError(f"--frame_weight must be >= 0 (or -1: the recipe's), got "
                        f"{FLAGS.frame_weight}")
     recipe = dataclasses.replace(recipe, frame_weight=FLAGS.frame_weight)
+  if FLAGS.selector_candidates != -1:
+    if FLAGS.selector_candidates < 0:
+      raise StudyError(f"--selector_candidates must be >= 0 (or -1: the recipe's), got "
+                       f"{FLAGS.selector_candidates}")
+    recipe = dataclasses.replace(recipe, selector_candidates=FLAGS.selector_candidates)
   names, sizes = readers.parse_feature_flags(FLAGS.feature_names, FLAGS.feature_sizes)
   train_files = readers.list_files(FLAGS.train_data_pattern)
   eval_files = readers.list_files(FLAGS.eval_data_pattern)

@@ -103,6 +103,9 @@ flags.DEFINE_float("selector_temperature", 1.0, "--frame_selection=learned: temp
 flags.DEFINE_enum("selector_estimator", "straight_through", list(selector.ESTIMATORS),
                   "--frame_selection=learned: how the scorer gets its gradient (Gumbel-softmax "
                   "straight-through, or REINFORCE on the student's loss).")
+flags.DEFINE_integer("selector_candidates", 0, "--frame_selection=learned: c > 0 reads only a "
+                     "uniform grid of c * k candidate frames and the scorer picks among them "
+                     "(reading and scoring cost c * k frames, not every frame); 0: every frame.")
 flags.DEFINE_string("teacher_dir", "", "Serial distillation: a trained teacher's --train_dir; "
                     "the teacher is frozen and only the student trains.")
 flags.DEFINE_enum("distillation", "", ["", "serial", "parallel"], "parallel: teacher (all "
@@ -159,7 +162,8 @@ def selector_hparams() -> dict:
     raise ValueError("--frame_selection=learned needs --student_frames (the k frames to pick)")
   return {"selector_hidden": FLAGS.selector_hidden,
           "selector_temperature": FLAGS.selector_temperature,
-          "selector_estimator": FLAGS.selector_estimator}
+          "selector_estimator": FLAGS.selector_estimator,
+          "selector_candidates": FLAGS.selector_candidates}
 
 
 def main(argv):

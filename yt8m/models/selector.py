@@ -51,6 +51,16 @@ class SelectorHparams(layers.Hparams):
   selector_temperature: float = dataclasses.field(default=1.0,
                                                   metadata={"check": _check_temperature})
   selector_estimator: str = layers.choice("straight_through", ESTIMATORS)
+  # c > 0: the reader decodes only a uniform grid of c * k candidate frames and the scorer picks
+  # among them (O(c * k) reading); 0: every frame.
+  selector_candidates: int = dataclasses.field(
+      default=0, metadata={"check": lambda name, value: layers.check_int(name, value, 0)})
+
+
+def source_frames(candidates: tf.Tensor, picked: tf.Tensor) -> tf.Tensor:
+  """The source frame of each pick: picked [B, k] indexes the model's input frames, whose
+  source frames are candidates [B, T] (the reader's frame_indices); -1 stays -1."""
+  return tf.where(picked >= 0, tf.gather(candidates, tf.maximum(picked, 0), batch_dims=1), -1)
 
 
 def stretch_mask(num_frames: tf.Tensor, k: int, max_len: int | tf.Tensor) -> tf.Tensor:
