@@ -7,7 +7,9 @@ For each model family the teacher and a k-frame student (uniform selection) are 
 same hyper-parameters (untrained weights: cost does not depend on their values) and run
 through the real inference path, TFRecord -> reader -> model -> top-20 -> Kaggle CSV, on the
 same synthetic videos; the variants are timed round-robin, --repeats times each, and the
-median wall time is reported with the student/teacher ratio. FLOPs are counted analytically
+median wall time is reported with the student/teacher ratio, and beside it the ratio of the
+median process CPU time (this VM sometimes runs a process on one core for a whole pass, which
+moves wall times by up to 1.8x and CPU times hardly at all). FLOPs are counted analytically
 from the layer shapes (a multiply-add = 2 FLOPs; matrix products and LSTM gates only, which
 dominate): TensorFlow's profiler counts the body of an RNN's while-loop once, not once per
 frame, so it would undercount recurrent models. Padding costs nothing in the count (models
@@ -115,11 +117,12 @@ def scorer_flops(frames: float, dim: int, hidden: int) -> float:
   return frames * (2 * dim * hidden + 2 * hidden)
 
 
-def inference_seconds(run, model, files, out_dir) -> float:
-  start = time.perf_counter()
+def inference_seconds(run, model, files, out_dir) -> tuple[float, float]:
+  """(wall, process CPU) seconds of one TFRecord -> CSV pass."""
+  start, cpu = time.perf_counter(), time.process_time()
   rows = inference_lib.predict_top_k(model, run, files, FLAGS.batch_size, 20)
   submission.write_csv(os.path.join(out_dir, "pred.csv"), rows)
-  return time.perf_counter() - start
+  return time.perf_counter() - start, time.process_time() - cpu
 
 
 def main(_):
@@ -157,7 +160,8 @@ def main(_):
       for _ in range(FLAGS.repeats):
         for label in variants:
           times[label].append(inference_seconds(runs[label], built[label], files, tmp))
-      teacher_time = statistics.median(times["teacher"])
+      teacher_time = statistics.median(wall for wall, _ in times["teacher"])
+      teacher_cpu = statistics.median(cpu for _, cpu in times["teacher"])
       teacher_flops = flops_per_video(name, hp, mean_frames, 1152, FLAGS.num_classes)
       for label, k in variants.items():
         flops = flops_per_video(name, hp, min(k or mean_frames, mean_frames), 1152,
@@ -166,15 +170,18 @@ def main(_):
         if label in candidates:
           decoded = min(candidates[label] * k, mean_frames) if candidates[label] else mean_frames
           flops += scorer_flops(decoded, 1152, FLAGS.selector_hidden)
-        seconds = statistics.median(times[label])
+        seconds = statistics.median(wall for wall, _ in times[label])
+        cpu_seconds = statistics.median(cpu for _, cpu in times[label])
         row = {"model": name, "variant": label, "k": k or 0, "gflops_per_video": flops / 1e9,
                "flops_ratio": flops / teacher_flops, "seconds": seconds,
                "videos_per_second": FLAGS.num_videos / seconds,
-               "time_ratio": seconds / teacher_time, "frames_decoded": decoded}
+               "time_ratio": seconds / teacher_time, "cpu_seconds": cpu_seconds,
+               "cpu_ratio": cpu_seconds / teacher_cpu, "frames_decoded": decoded}
         results.append(row)
         print(f"{name:22s} {label:17s} {decoded:5.0f} frames {row['gflops_per_video']:8.3f} GFLOP/video "
               f"(x{row['flops_ratio']:.3f})  {seconds:6.2f} s = "
-              f"{row['videos_per_second']:7.0f} videos/s (x{row['time_ratio']:.3f})", flush=True)
+              f"{row['videos_per_second']:7.0f} videos/s (x{row['time_ratio']:.3f}; CPU "
+              f"x{row['cpu_ratio']:.3f})", flush=True)
   print(f"({FLAGS.num_videos} videos, mean {mean_frames:.0f} real frames, median of "
         f"{FLAGS.repeats}; ratios are student/teacher)")
   if FLAGS.json_out:

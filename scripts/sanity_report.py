@@ -55,7 +55,7 @@ def mean_frame_features(files, config):
     return tf.reduce_sum(frames, axis=1) / count, batch["labels"]
 
   features, labels = [], []
-  with readers.data_errors(files, True):
+  with readers.data_errors(files, reader=config):
     for x, y in ds.map(pool).as_numpy_iterator():
       features.append(x)
       labels.append(y)

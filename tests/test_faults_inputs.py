@@ -20,7 +20,7 @@ def read_ids(files, config, training=False):
   """Every video id of one pass, through build_dataset and data_errors as the loops use them."""
   ds = readers.build_dataset(files, config, batch_size=2, training=training, num_epochs=1)
   ids = []
-  with readers.data_errors(files, config.frame_features):
+  with readers.data_errors(files, reader=config):
     for batch in ds.as_numpy_iterator():
       ids.extend(batch["video_ids"].tolist())
   return ids

@@ -26,7 +26,7 @@ def read(monkeypatch, files, config, batched, batch_size=4, drop_remainder=False
   ds = readers.build_dataset(files, config, batch_size, drop_remainder=drop_remainder)
   batches = []
   try:
-    with readers.data_errors(files, True):
+    with readers.data_errors(files, reader=config):
       batches = list(ds.as_numpy_iterator())
   except readers.DataError as e:
     return ds.element_spec, batches, str(e)
@@ -183,3 +183,20 @@ def test_serving_parse_is_identical(monkeypatch):
       outputs.append(readers.parse_serialized(records, config))
     for key in outputs[1]:
       assert outputs[0][key].numpy().tobytes() == outputs[1][key].numpy().tobytes(), key
+
+
+def test_a_bad_record_in_training_is_named_from_its_batch_files(tmp_path):
+  """A shuffled, interleaved training batch with a bad record: data_errors reads the batch's
+  files record by record and names the record; without the config it still names the files."""
+  good = write_records(tmp_path / "good.tfrecord",
+                       [sequence_example(f"g{i}", num_frames=3) for i in range(6)])
+  bad = write_records(tmp_path / "bad.tfrecord", [sequence_example("ok", num_frames=3),
+                                                  sequence_example("x", labels=(10,))])
+  files, config = [good, bad], CONFIGS["student"]
+  ds = readers.build_dataset(files, config, 4, training=True, num_epochs=1, seed=1)
+  with pytest.raises(readers.DataError, match=r"bad.tfrecord: record 1 \(video 'x'\): .*10"):
+    with readers.data_errors(files, reader=config):
+      list(ds)
+  with pytest.raises(readers.DataError, match=r"a record of .*bad.tfrecord.* fails a check"):
+    with readers.data_errors(files, True):
+      list(ds)

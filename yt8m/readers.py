@@ -54,6 +54,8 @@ NUM_CLASSES_2017 = 4716
 
 _ERROR_MARK = "YT8M_DATA_ERROR"
 _ERROR_END = "<<"
+# A batch parsed at once holds a bad record: data_errors reads its files record by record.
+RECHECK_MARK = "YT8M_RECHECK_FILES"
 
 
 class DataError(ValueError):
@@ -317,6 +319,12 @@ def _check(ok, path, index, video_id, what):
                             what() if callable(what) else what, _ERROR_END])
   message = tf.cond(ok, lambda: tf.constant(""), fail)
   return tf.debugging.Assert(ok, [_ERROR_MARK, message], summarize=1)
+
+
+def recheck_unless(ok, paths):
+  """In-graph assertion that fails, naming the batch's files, unless ok (see data_errors)."""
+  files = tf.strings.reduce_join(tf.unique(paths).y, separator=" ")
+  return tf.debugging.Assert(ok, [RECHECK_MARK, files], summarize=1)
 
 
 def _multi_hot(label_indices, num_rows, num_classes):
@@ -617,7 +625,8 @@ def build_dataset(files: Sequence[str],
                   drop_remainder: bool = False,
                   seed: int | None = None,
                   shard: tuple[int, int] | None = None,
-                  skip_records: int = 0) -> tf.data.Dataset:
+                  skip_records: int = 0,
+                  by_batch: bool = True) -> tf.data.Dataset:
   """Batches of one file list.
 
   Training: files reshuffled every epoch, `num_readers` files read interleaved, records
@@ -626,6 +635,9 @@ def build_dataset(files: Sequence[str],
   A seed makes the training order reproducible too (at some cost in parallelism).
   shard=(count, index) keeps every count-th record (for workers that share files).
   skip_records: training resumes its input here (the records are read, not parsed).
+  by_batch=False parses frame-level records one at a time (yt8m/frame_batches.py says why
+  batches are the default; data_errors uses this to name a bad record).
+  Iterate it inside data_errors(files, reader=config): that turns its errors into one line.
   """
   if batch_size <= 0:
     raise ValueError(f"batch_size must be positive, got {batch_size}")
@@ -645,7 +657,7 @@ def build_dataset(files: Sequence[str],
       records = records.enumerate().map(_plain(lambda position, r: (*r, position)))
     if skip_records:
       records = records.skip(skip_records)
-  if frame_batches.can_parse_batches(config):
+  if by_batch and frame_batches.can_parse_batches(config):
     # Batches first, then parses them whole (yt8m/frame_batches.py).
 
     def parse_batch(p, i, r, *positions):
@@ -697,7 +709,8 @@ def parse_serialized(serialized: tf.Tensor, config: ReaderConfig) -> dict:
   if not config.frame_features:
     return _parse_video_level(paths, indices, serialized, config)
   if frame_batches.can_parse_batches(config):
-    return frame_batches.parse_batch(paths, indices, serialized, config, False, 0)
+    return frame_batches.parse_batch(paths, indices, serialized, config, False, 0,
+                                     fallback=True)
   return _parse_records(paths, indices, serialized, config, False, 0)
 
 
@@ -826,12 +839,20 @@ def _first_line(message: str) -> str:
 
 
 @contextlib.contextmanager
-def data_errors(files: Sequence[str], frame_features: bool | None = None) -> Iterator[None]:
+def data_errors(files: Sequence[str], frame_features: bool | None = None,
+                reader: ReaderConfig | None = None) -> Iterator[None]:
   """Turns TensorFlow's errors while iterating a reader's dataset into a DataError whose
-  one-line message names the file and record (and the video when the record has an id)."""
+  one-line message names the file and record (and the video when the record has an id).
+  reader: the dataset's config, to name a bad record of a batch parsed at once."""
+  if reader is not None:
+    frame_features = reader.frame_features
   try:
     yield
   except tf.errors.InvalidArgumentError as e:
+    if RECHECK_MARK in str(e):
+      named = [path for path in files if path in str(e)] or list(files)
+      raise DataError((_first_bad_record(named, reader) if reader else None) or
+                      f"a record of {', '.join(named)} fails a check of the reader") from None
     found = re.search(_ERROR_MARK + r"\]\s*\[(.*?)" + _ERROR_END, str(e), re.S)
     if found:
       # The assertion prints its message as a Python literal: undo the quote escaping.
@@ -852,10 +873,21 @@ def data_errors(files: Sequence[str], frame_features: bool | None = None) -> Ite
     raise DataError(message) from None
 
 
+def _first_bad_record(files: Sequence[str], reader: ReaderConfig) -> str | None:
+  """The error of the files' first bad record, read record by record (only after a failure)."""
+  try:
+    with data_errors(files, reader.frame_features):
+      for _ in build_dataset(files, reader, 64, by_batch=False):
+        pass
+  except DataError as e:
+    return str(e)
+  return None
+
+
 def iterate_numpy(files: Sequence[str], config: ReaderConfig,
                   batch_size: int) -> Iterator[dict]:
   """One deterministic pass over the files as numpy batches, with file-naming errors."""
   ds = build_dataset(files, config, batch_size, training=False)
-  with data_errors(files, config.frame_features):
+  with data_errors(files, reader=config):
     for batch in ds.as_numpy_iterator():
       yield batch

@@ -495,7 +495,7 @@ def _train(run: run_config_lib.RunConfig, train_files: Sequence[str], config: Tr
   result = {"step": step, "model": objective.model}
   first_step, last_saved, unconfirmed = step, step, None
   start_time = time.perf_counter()
-  with readers.data_errors(train_files, run.frame_features):
+  with readers.data_errors(train_files, reader=objective.reader_config()):
     while not (config.max_steps and step >= config.max_steps):
       # Run to the next step that logs, measures, checkpoints or ends, in one call.
       bounds = [step + config.steps_per_execution]
