@@ -96,12 +96,6 @@ def decode_then_select(files, k, batch_size):
   return full.map(pick, num_parallel_calls=tf.data.AUTOTUNE)
 
 
-def per_record(files, config, batch_size):
-  frame_batches.ENABLED = False  # read when the dataset is built (traced), not when iterated
-  try:
-    return readers.build_dataset(files, config, batch_size)
-  finally:
-    frame_batches.ENABLED = True
 
 
 def one_pass(ds):
@@ -201,8 +195,10 @@ def main(_):
         "starter": starter_reader(files, FLAGS.batch_size),
         "full": readers.build_dataset(files, readers.ReaderConfig(), FLAGS.batch_size),
         "select_decode": readers.build_dataset(files, student, FLAGS.batch_size),
-        "full_per_record": per_record(files, readers.ReaderConfig(), FLAGS.batch_size),
-        "select_per_record": per_record(files, student, FLAGS.batch_size),
+        "full_per_record": readers.build_dataset(files, readers.ReaderConfig(),
+                                                 FLAGS.batch_size, by_batch=False),
+        "select_per_record": readers.build_dataset(files, student, FLAGS.batch_size,
+                                                   by_batch=False),
         "decode_select": decode_then_select(files, FLAGS.k, FLAGS.batch_size),
     }
     for ds in variants.values():

@@ -322,8 +322,10 @@ def _check(ok, path, index, video_id, what):
 
 
 def recheck_unless(ok, paths):
-  """In-graph assertion that fails, naming the batch's files, unless ok (see data_errors)."""
-  files = tf.strings.reduce_join(tf.unique(paths).y, separator=" ")
+  """In-graph assertion that fails, naming the batch's files, unless ok (see data_errors).
+  The names are only joined if it fails (as _check's message)."""
+  files = tf.cond(ok, lambda: tf.constant(""),
+                  lambda: tf.strings.reduce_join(tf.unique(paths).y, separator=" "))
   return tf.debugging.Assert(ok, [RECHECK_MARK, files], summarize=1)
 
 
