@@ -111,6 +111,7 @@ PADDING_CONFIGS = [
     ("HierarchicalLstmModel", {}),
     ("HierarchicalLstmModel", dict(hrnn_block_frames=4, lstm_layers=1,
                                    video_level_classifier_model="LogisticModel")),
+    ("HierarchicalLstmModel", dict(hrnn_block_frames=4, hrnn_pooling="attention")),
     ("NetVladModel", {}),
     ("NetVladModel", dict(netvlad_add_batch_norm=False, gating=False, moe_prob_gating=False,
                           video_level_classifier_model="LogisticModel")),
@@ -345,7 +346,8 @@ def test_bn_momentum_reaches_every_batch_norm(name, count):
 def test_defaults_are_the_reference_settings():
   hrnn = HierarchicalLstmModel(C).get_config()
   assert hrnn["hparams"] == dict(
-      lstm_cells=1024, lstm_layers=2, hrnn_block_frames=15,
+      lstm_cells=1024, lstm_layers=2, hrnn_block_frames=15, hrnn_pooling="final",
+      attention_scorer_size=128, hrnn_drop_rate=0.0,
       video_level_classifier_model="MoeModel", moe_num_mixtures=2, l2_penalty=1e-8)
   netvlad = NetVladModel(C).get_config()
   assert netvlad["hparams"] == dict(
@@ -363,16 +365,17 @@ def test_defaults_are_the_reference_settings():
 # --- configs, checkpoints, hyper-parameter errors ------------------------------------------
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_checkpoint_round_trip(name, tmp_path):
-  model = build(name)
+@pytest.mark.parametrize("name,hparams", [(name, {}) for name in NAMES] + [
+    ("HierarchicalLstmModel", dict(hrnn_pooling="attention"))])
+def test_checkpoint_round_trip(name, hparams, tmp_path):
+  model = build(name, **hparams)
   x, n = videos([9, 4, 1], 9, seed=14)
   model(x, num_frames=n, training=True)  # moves the batch-norm statistics off their init
   building.check_checkpointable(model)
   expected = model(x, num_frames=n)
   path = tf.train.Checkpoint(model=model).save(str(tmp_path / "ckpt"))
 
-  fresh = build(name)
+  fresh = build(name, **hparams)
   fresh(x, num_frames=n)
   building.check_checkpointable(fresh)
   assert not np.allclose(fresh(x, num_frames=n)["predictions"], expected["predictions"])
@@ -392,6 +395,8 @@ def test_unknown_hparam_is_rejected(name):
     ("HierarchicalLstmModel", dict(hrnn_block_frames=0), "hrnn_block_frames"),
     ("HierarchicalLstmModel", dict(lstm_layers=0), "lstm_layers"),
     ("HierarchicalLstmModel", dict(lstm_cells=True), "lstm_cells"),
+    ("HierarchicalLstmModel", dict(hrnn_pooling="max"), "hrnn_pooling"),
+    ("HierarchicalLstmModel", dict(hrnn_drop_rate=1.0), "hrnn_drop_rate"),
     ("HierarchicalLstmModel", dict(video_level_classifier_model="Dbof"),
      "video_level_classifier_model"),
     ("NetVladModel", dict(netvlad_cluster_size=0), "netvlad_cluster_size"),
@@ -433,6 +438,36 @@ def test_nextvlad_audio_groups_must_divide_the_audio_width():
 
 
 # --- attention pooling ------------------------------------------------------------------------
+
+
+def test_hrnn_attention_pools_its_blocks_and_spreads_their_weights_over_real_frames():
+  model = build("HierarchicalLstmModel", hrnn_block_frames=4, hrnn_pooling="attention",
+                attention_scorer_size=5)
+  x, n = videos([20, 9, 1], 24, seed=24, pad_value=7.0)
+  out = model(x, num_frames=n)
+  assert out["representation"].shape == (3, CELLS + 4 * CELLS)
+  weights = out["frame_weights"].numpy()
+  assert weights.shape == (3, 24)
+  for b, count in enumerate(n):
+    np.testing.assert_array_equal(weights[b, count:], 0.0)
+    assert np.all(weights[b, :count] > 0)
+    np.testing.assert_allclose(weights[b].sum(), 1.0, atol=1e-5)
+    # One weight per block, shared by the block's real frames (video 1: 4 + 4 + 1 frames).
+    for start in range(0, count, 4):
+      block = weights[b, start:min(start + 4, count)]
+      np.testing.assert_allclose(block, block[0], rtol=1e-6)
+  # The pooled blocks hold each block's encoding: E[-state:] = sum_i a_i encoding_i.
+  block_weights = weights.reshape(3, 6, 4).sum(axis=2)
+  pooled = np.einsum("bn,bnf->bf", block_weights, out["intermediates"].numpy())
+  np.testing.assert_allclose(out["representation"][:, CELLS:], pooled, atol=1e-5)
+
+
+def test_hrnn_dropout_only_when_training():
+  model = build("HierarchicalLstmModel", hrnn_drop_rate=0.5, hrnn_pooling="attention")
+  x, n = videos([20, 9], 20, seed=25)
+  assert_outputs_equal(model(x, num_frames=n), model(x, num_frames=n), atol=0)
+  trained = [model(x, num_frames=n, training=True)["predictions"].numpy() for _ in range(2)]
+  assert not np.allclose(trained[0], trained[1])
 
 
 def test_attention_frame_weights_are_a_distribution_over_the_real_frames():

@@ -1,7 +1,7 @@
 """The few-frames study: our Table 1 on any frame-level data, with one command.
 
   python -m yt8m.study --train_data_pattern=GLOB --eval_data_pattern=GLOB --output_dir=DIR \
-      [--budget=quick|full] [--num_classes=N] [--family=attention|hrnn|netvlad|nextvlad] \
+      [--budget=quick|full] [--num_classes=N] [--family=attention|hrnn|hrnn_paper|netvlad|nextvlad] \
       [--ks=5,10] [--seeds=1]
 
 Trains, through the library train.py uses (train_lib.train, eval_lib.evaluate): the teacher
@@ -79,7 +79,13 @@ FAMILIES = {
     "attention": Family("AttentionPoolingModel", lambda k, rgb: dict(
         attention_scorer_size=64, attention_heads=4, attention_hidden_size=256,
         attention_drop_rate=0.5, frame_dropout=0.1), frame_weights=True),
+    # The H-RNN with its blocks attention-pooled (docs/STUDY.md: the paper's final-state
+    # H-RNN, "hrnn_paper", memorised or lagged and was not the skyline).
     "hrnn": Family("HierarchicalLstmModel", lambda k, rgb: dict(
+        lstm_cells=64, lstm_layers=2, hrnn_block_frames=15 if k is None else max(1, k // 5),
+        hrnn_pooling="attention", attention_scorer_size=64, hrnn_drop_rate=0.5),
+        frame_weights=True),
+    "hrnn_paper": Family("HierarchicalLstmModel", lambda k, rgb: dict(
         lstm_cells=64, lstm_layers=2, hrnn_block_frames=15 if k is None else max(1, k // 5))),
     "netvlad": Family("NetVladModel", lambda k, rgb: dict(
         rgb_size=rgb, netvlad_cluster_size=16, netvlad_hidden_size=256, bn_momentum=0.9)),

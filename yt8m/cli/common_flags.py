@@ -30,6 +30,11 @@ flags.DEFINE_integer("lstm_layers", 2, "Number of LSTM layers.")
 # The distillation teachers (names as in WILLOW's and linrongc's YouTube-8M code).
 flags.DEFINE_integer("hrnn_block_frames", 15, "HierarchicalLstmModel: frames per block of the "
                      "lower LSTM (the paper's l).")
+flags.DEFINE_enum("hrnn_pooling", "final", ["final", "attention"], "HierarchicalLstmModel: "
+                  "the video representation: the upper LSTM's final state (the paper's) or "
+                  "gated attention pooling over the blocks.")
+flags.DEFINE_float("hrnn_drop_rate", 0.0, "HierarchicalLstmModel: dropout on the video "
+                   "representation (training).")
 flags.DEFINE_integer("netvlad_cluster_size", 256, "NetVladModel: clusters (audio uses half).")
 flags.DEFINE_integer("netvlad_hidden_size", 1024, "NetVladModel: hidden layer width.")
 flags.DEFINE_bool("netvlad_add_batch_norm", True, "NetVladModel: batch norm on the inputs and "
@@ -46,8 +51,9 @@ flags.DEFINE_integer("groups", 8, "NeXtVladModel: groups.")
 flags.DEFINE_integer("expansion", 2, "NeXtVladModel: expansion factor.")
 flags.DEFINE_integer("gating_reduction", 8, "NeXtVladModel: SE context gating reduction.")
 flags.DEFINE_float("drop_rate", 0.5, "NeXtVladModel: dropout on the VLAD vector (training).")
-flags.DEFINE_integer("attention_scorer_size", 128, "AttentionPoolingModel: width of the gated "
-                     "frame scorer.")
+flags.DEFINE_integer("attention_scorer_size", 128, "AttentionPoolingModel (and "
+                     "HierarchicalLstmModel with --hrnn_pooling=attention): width of the gated "
+                     "frame (block) scorer.")
 flags.DEFINE_integer("attention_heads", 4, "AttentionPoolingModel: attention heads.")
 flags.DEFINE_integer("attention_hidden_size", 512, "AttentionPoolingModel: hidden layer width.")
 flags.DEFINE_float("attention_drop_rate", 0.5, "AttentionPoolingModel: dropout on the pooled "
@@ -60,7 +66,8 @@ FLAGS = flags.FLAGS
 MODEL_FLAG_NAMES = ("moe_num_mixtures", "iterations", "dbof_add_batch_norm",
                     "sample_random_frames", "dbof_cluster_size", "dbof_hidden_size",
                     "dbof_pooling_method", "dbof_activation", "video_level_classifier_model",
-                    "lstm_cells", "lstm_layers", "hrnn_block_frames", "netvlad_cluster_size",
+                    "lstm_cells", "lstm_layers", "hrnn_block_frames", "hrnn_pooling",
+                    "hrnn_drop_rate", "netvlad_cluster_size",
                     "netvlad_hidden_size", "netvlad_add_batch_norm", "netvlad_relu", "gating",
                     "moe_prob_gating", "bn_momentum", "nextvlad_cluster_size", "nextvlad_hidden_size",
                     "groups", "expansion", "gating_reduction", "drop_rate",

@@ -80,6 +80,9 @@ class HierarchicalLstmHparams(video_level.ClassifierHparams):
   lstm_cells: int = 1024
   lstm_layers: int = 2
   hrnn_block_frames: int = 15
+  hrnn_pooling: str = layers.choice("final", ("final", "attention"))
+  attention_scorer_size: int = 128
+  hrnn_drop_rate: float = layers.rate(0.0)
 
 
 @keras.saving.register_keras_serializable(package="yt8m")
@@ -108,6 +111,9 @@ class HierarchicalLstmModel(layers.HparamsModel):
     lstm_cells: units per LSTM layer, in both stacks.
     lstm_layers: layers per stack; E has 2 * lstm_layers * lstm_cells entries.
     hrnn_block_frames: l, frames per block.
+    hrnn_pooling: 'final' (the paper's E, the upper stack's final state) or 'attention'.
+    attention_scorer_size: width of the gated block scorer (hrnn_pooling='attention').
+    hrnn_drop_rate: dropout on E before the classifier, when training only.
     video_level_classifier_model: 'MoeModel' or 'LogisticModel'.
     moe_num_mixtures: experts of the MoE classifier.
     l2_penalty: L2 scale of the classifier (the LSTMs are unregularised, as the authors').
@@ -121,11 +127,20 @@ class HierarchicalLstmModel(layers.HparamsModel):
     lstm_cells, lstm_layers = self.hparams.lstm_cells, self.hparams.lstm_layers
     # One attribute per layer: tf.train.Checkpoint does not see into a Python list held by a
     # Keras 3 layer. Every layer returns its final state; lower layers also their sequence.
+    attend = self.hparams.hrnn_pooling == "attention"
     for stack in ("lower", "upper"):
       for i in range(lstm_layers):
         setattr(self, f"{stack}_lstm_{i}", keras.layers.LSTM(
-            lstm_cells, unit_forget_bias=True, return_sequences=i < lstm_layers - 1,
+            lstm_cells, unit_forget_bias=True,
+            return_sequences=i < lstm_layers - 1 or (attend and stack == "upper"),
             return_state=True, name=f"{stack}_lstm_{i}"))
+    if attend:
+      scorer_size = self.hparams.attention_scorer_size
+      self.scorer_tanh = keras.layers.Dense(scorer_size, activation="tanh", name="scorer_tanh")
+      self.scorer_gate = keras.layers.Dense(scorer_size, activation="sigmoid",
+                                            name="scorer_gate")
+      self.scorer_out = keras.layers.Dense(1, name="scorer_out")
+    self.dropout = keras.layers.Dropout(self.hparams.hrnn_drop_rate, name="video_dropout")
     self.classifier = video_level.build_classifier(self.hparams, num_classes, name="classifier")
 
   @property
@@ -141,6 +156,13 @@ class HierarchicalLstmModel(layers.HparamsModel):
     """Size of a block encoding and of E: [c, h] of every layer."""
     return 2 * self.hparams.lstm_layers * self.hparams.lstm_cells
 
+  @property
+  def representation_size(self) -> int:
+    """Size of E: the final state, or a pooled [top-layer output, block encoding]."""
+    if self.hparams.hrnn_pooling == "attention":
+      return self.hparams.lstm_cells + self.state_size
+    return self.state_size
+
   def build(self, features_shape):
     feature_size = _feature_size(features_shape, "HierarchicalLstmModel")
     for stack, shape in ((self.lower_lstms, (None, self.hparams.hrnn_block_frames, feature_size)),
@@ -148,11 +170,15 @@ class HierarchicalLstmModel(layers.HparamsModel):
       for lstm in stack:
         lstm.build(shape)
         shape = shape[:-1] + (self.hparams.lstm_cells,)
-    self.classifier.build((None, self.state_size))
+    if self.hparams.hrnn_pooling == "attention":
+      self.scorer_tanh.build((None, None, self.representation_size))
+      self.scorer_gate.build((None, None, self.representation_size))
+      self.scorer_out.build((None, None, self.hparams.attention_scorer_size))
+    self.classifier.build((None, self.representation_size))
 
   def run_stack(self, lstms: list, x: tf.Tensor, mask: tf.Tensor | None,
-                training: bool = False) -> tf.Tensor:
-    """Runs one stack and returns its final state.
+                training: bool = False) -> tuple[tf.Tensor, tf.Tensor]:
+    """Runs one stack and returns its final state and its top layer's output.
 
     Args:
       lstms: lower_lstms or upper_lstms.
@@ -161,25 +187,38 @@ class HierarchicalLstmModel(layers.HparamsModel):
       training: passed on.
 
     Returns:
-      [N, state_size]: [c, h] of every layer, bottom layer first.
+      [N, state_size]: [c, h] of every layer, bottom layer first; and the top layer's output,
+      [N, S, lstm_cells] if it returns sequences, else [N, lstm_cells].
     """
     states = []
     for lstm in lstms:
       x, h, c = lstm(x, mask=mask, training=training)
       states += [c, h]
-    return tf.concat(states, axis=-1)
+    return tf.concat(states, axis=-1), x
+
+  def attention_pool(self, blocks: tf.Tensor, block_mask: tf.Tensor
+                     ) -> tuple[tf.Tensor, tf.Tensor]:
+    """[B, b, F] blocks, [B, b] bool real -> pooled [B, F], weights [B, b] (0 on empty)."""
+    scores = tf.cast(self.scorer_out(self.scorer_tanh(blocks) * self.scorer_gate(blocks)),
+                     tf.float32)[:, :, 0]
+    scores = tf.where(block_mask, scores, tf.fill(tf.shape(scores), -1e9))
+    weights = tf.nn.softmax(scores, axis=1) * tf.cast(block_mask, tf.float32)
+    return tf.einsum("bn,bnf->bf", tf.cast(weights, blocks.dtype), blocks), weights
 
   def call(self, features, num_frames=None, training=False):
     """Args:
       features: [B, T, D] float32 raw frames, zero after each video's num_frames.
       num_frames: [B] int32 real frames per video (None: all T).
-      training: passed on (no train-time behaviour with the default settings).
+      training: passed on (dropout with hrnn_drop_rate > 0).
 
     Returns:
       {"predictions": [B, C],
-       "representation": [B, state_size] E, the upper stack's final [c1, h1, c2, h2],
+       "representation": [B, representation_size] E, the upper stack's final [c1, h1, c2, h2]
+         (or the attention-pooled blocks),
        "intermediates": [B, b, state_size] block encodings (zero for empty blocks),
-       "intermediate_mask": [B, b] float32, 1 for blocks with at least one real frame}.
+       "intermediate_mask": [B, b] float32, 1 for blocks with at least one real frame,
+       and with hrnn_pooling='attention' "frame_weights": [B, T] float32, summing to 1 over
+       the real frames}.
     """
     frames, num_frames, _ = _real_frames(features, num_frames)
     l = self.hparams.hrnn_block_frames  # noqa: E741 (the paper's l)
@@ -191,14 +230,23 @@ class HierarchicalLstmModel(layers.HparamsModel):
     # always "real" so that no sequence is empty; empty blocks are zeroed below.
     frame_mask = tf.reshape(layers.frame_mask(num_frames, num_blocks * l), [-1, l])
     frame_mask = tf.logical_or(frame_mask, tf.range(l)[None, :] == 0)
-    encodings = self.run_stack(self.lower_lstms, blocks, frame_mask, training)
+    encodings, _ = self.run_stack(self.lower_lstms, blocks, frame_mask, training)
     encodings = tf.reshape(encodings, [batch, num_blocks, self.state_size])  # (B, b, E)
     block_mask = layers.frame_mask((num_frames + l - 1) // l, num_blocks)  # (B, b)
     encodings = tf.where(block_mask[:, :, None], encodings, tf.zeros_like(encodings))
-    video = self.run_stack(self.upper_lstms, encodings, block_mask, training)
-    output = self.classifier(video, training=training)
+    video, top = self.run_stack(self.upper_lstms, encodings, block_mask, training)
+    extra = {}
+    if self.hparams.hrnn_pooling == "attention":
+      video, weights = self.attention_pool(tf.concat([top, encodings], axis=-1), block_mask)
+      # Each block's weight spread over its real frames: a distribution over frames.
+      real_in_block = tf.clip_by_value(num_frames[:, None] - tf.range(num_blocks)[None] * l, 0, l)
+      per_frame = weights / tf.cast(tf.maximum(real_in_block, 1), tf.float32)
+      extra["frame_weights"] = tf.repeat(per_frame, l, axis=1)[:, :length] * tf.cast(
+          layers.frame_mask(num_frames, length), tf.float32)
+    output = self.classifier(self.dropout(video, training=training), training=training)
     return {"predictions": output["predictions"], "representation": video,
-            "intermediates": encodings, "intermediate_mask": tf.cast(block_mask, tf.float32)}
+            "intermediates": encodings, "intermediate_mask": tf.cast(block_mask, tf.float32),
+            **extra}
 
 
 
