@@ -75,6 +75,20 @@ def _feature_size(features_shape, model: str, rgb_size: int | None = None) -> in
 # ------------------------------------------------------------------------- hierarchical LSTM
 
 
+def _gated_scores(model: keras.layers.Layer, items: tf.Tensor) -> tf.Tensor:
+  """Gated attention scores w . (tanh(V x) * sigmoid(U x)) of [B, N, F] items -> float32 [B, N, H].
+
+  `model` owns the three Dense layers scorer_tanh, scorer_gate and scorer_out (H outputs)."""
+  hidden = model.scorer_tanh(items) * model.scorer_gate(items)
+  return tf.cast(model.scorer_out(hidden), tf.float32)
+
+
+def _masked_softmax(scores: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
+  """Softmax of [B, N, H] scores over the N items where [B, N] mask is True; 0 elsewhere."""
+  scores = tf.where(mask[:, :, None], scores, tf.fill(tf.shape(scores), -1e9))
+  return tf.nn.softmax(scores, axis=1) * tf.cast(mask, tf.float32)[:, :, None]
+
+
 @dataclasses.dataclass(frozen=True)
 class HierarchicalLstmHparams(video_level.ClassifierHparams):
   lstm_cells: int = 1024
@@ -199,10 +213,7 @@ class HierarchicalLstmModel(layers.HparamsModel):
   def attention_pool(self, blocks: tf.Tensor, block_mask: tf.Tensor
                      ) -> tuple[tf.Tensor, tf.Tensor]:
     """[B, b, F] blocks, [B, b] bool real -> pooled [B, F], weights [B, b] (0 on empty)."""
-    scores = tf.cast(self.scorer_out(self.scorer_tanh(blocks) * self.scorer_gate(blocks)),
-                     tf.float32)[:, :, 0]
-    scores = tf.where(block_mask, scores, tf.fill(tf.shape(scores), -1e9))
-    weights = tf.nn.softmax(scores, axis=1) * tf.cast(block_mask, tf.float32)
+    weights = _masked_softmax(_gated_scores(self, blocks), block_mask)[:, :, 0]
     return tf.einsum("bn,bnf->bf", tf.cast(weights, blocks.dtype), blocks), weights
 
   def call(self, features, num_frames=None, training=False):
@@ -736,10 +747,7 @@ class AttentionPoolingModel(layers.HparamsModel):
     """
     frames, _, mask = _real_frames(features, num_frames)
     attend = self.attend_mask(mask, training)
-    scores = tf.cast(self.scorer_out(self.scorer_tanh(frames) * self.scorer_gate(frames)),
-                     tf.float32)  # (B, T, H)
-    scores = tf.where(attend[:, :, None], scores, tf.fill(tf.shape(scores), -1e9))
-    weights = tf.nn.softmax(scores, axis=1) * tf.cast(attend, tf.float32)[:, :, None]
+    weights = _masked_softmax(_gated_scores(self, frames), attend)  # (B, T, H)
     pooled = tf.einsum("bth,btd->bhd", tf.cast(weights, frames.dtype), frames)
     pooled = tf.reshape(pooled, [-1, self.hparams.attention_heads * frames.shape[-1]])
     hidden = self.hidden(self.dropout(pooled, training=training))
