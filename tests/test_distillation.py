@@ -152,8 +152,11 @@ def test_baseline_and_fine_tuning(tmp_path, frame_data, teacher_dir):
     (["--distillation=serial", "--student_frames=4"], "needs --teacher_dir"),
     (["--distillation=parallel"], "needs --student_frames"),
     (["--teacher_dir=TEACHER"], "needs --student_frames"),
+    (["--uniform_jitter"], "--uniform_jitter needs --student_frames"),
+    (["--uniform_jitter", "--student_frames=4", "--frame_selection=random"],
+     "--uniform_jitter jitters --frame_selection=uniform, not random"),
 ])
-def test_bad_distillation_flags(tmp_path, frame_data, teacher_dir, args, message):
+def test_bad_student_flags(tmp_path, frame_data, teacher_dir, args, message):
   args = [a.replace("TEACHER", str(teacher_dir)) for a in args]
   proc = run("train.py", *LSTM, f"--train_data_pattern={frame_data}/train*.tfrecord",
              f"--train_dir={tmp_path}/x", "--max_steps=1", *args, check=False)

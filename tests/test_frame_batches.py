@@ -200,3 +200,32 @@ def test_a_bad_record_in_training_is_named_from_its_batch_files(tmp_path):
   with pytest.raises(readers.DataError, match=r"a record of .*bad.tfrecord.* fails a check"):
     with readers.data_errors(files, True):
       list(ds)
+
+
+def test_jittered_uniform_training_draws_are_identical_and_evaluation_keeps_the_grid(
+    frame_data, monkeypatch):
+  files = sorted(str(p) for p in frame_data.glob("*.tfrecord"))
+  jittered = readers.ReaderConfig(num_classes=10, student_frames=5, uniform_jitter=True)
+  outputs = []
+  for batched in (True, False):
+    monkeypatch.setattr(frame_batches, "ENABLED", batched)
+    ds = readers.build_dataset(files, jittered, 4, training=True, num_epochs=2, seed=5)
+    outputs.append([(b["video_ids"].tolist(), b["frame_indices"].tobytes(),
+                     b["features"].tobytes()) for b in ds.as_numpy_iterator()])
+  assert outputs[0] and outputs[0] == outputs[1]
+  grid = [b["frame_indices"] for b in readers.build_dataset(
+      files, readers.ReaderConfig(num_classes=10, student_frames=5), 4,
+      training=True, num_epochs=2, seed=5).as_numpy_iterator()]
+  assert any(not np.array_equal(np.frombuffer(o[1], np.int32).reshape(g.shape), g)
+             for o, g in zip(outputs[0], grid, strict=True))
+  # Evaluation reads the evenly spaced grid, jitter or not.
+  plain = readers.ReaderConfig(num_classes=10, student_frames=5)
+  for a, b in zip(readers.build_dataset(files, jittered, 4).as_numpy_iterator(),
+                  readers.build_dataset(files, plain, 4).as_numpy_iterator(), strict=True):
+    np.testing.assert_array_equal(a["frame_indices"], b["frame_indices"])
+
+
+def test_jitter_with_another_selection_is_refused():
+  with pytest.raises(ValueError, match="uniform_jitter jitters the uniform selection, not "
+                                       "'random'"):
+    readers.ReaderConfig(student_frames=5, frame_selection="random", uniform_jitter=True)

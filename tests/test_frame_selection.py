@@ -63,3 +63,26 @@ def test_bad_arguments():
     select(10, 3, "every")
   with pytest.raises(ValueError, match="student_frames must be >= 1"):
     select(10, 0, "uniform")
+
+
+@pytest.mark.parametrize("n,k", [(300, 30), (137, 6), (10, 10), (3, 20), (250, 1)])
+def test_jittered_uniform_draws_one_frame_in_each_stretch(n, k):
+  m = min(n, k)
+  starts = np.arange(m) * n // m
+  ends = (np.arange(m) + 1) * n // m
+  draws = []
+  for salt in range(20):
+    idx = frame_selection.select_frames(tf.constant(n), k, "uniform", seed=tf.constant(
+        [7, salt], tf.int64), jitter=True).numpy()
+    assert len(idx) == m and np.all(idx >= starts) and np.all(idx < ends)
+    draws.append(tuple(idx))
+  # Fresh frames per seed wherever a stretch has room, the same frames for the same seed.
+  assert (len(set(draws)) > 1) == (n > m)
+  again = frame_selection.select_frames(tf.constant(n), k, "uniform", seed=tf.constant(
+      [7, 0], tf.int64), jitter=True).numpy()
+  assert tuple(again) == draws[0]
+
+
+def test_jitter_is_only_for_uniform():
+  with pytest.raises(ValueError, match="jitter applies to the uniform selection, not 'first'"):
+    frame_selection.select_frames(tf.constant(10), 3, "first", jitter=True)

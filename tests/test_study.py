@@ -1,6 +1,7 @@
 """The study command: validation split, rows and outputs, resume, and that the eval files are
 read only after each run's epoch is chosen on validation."""
 
+import dataclasses
 import json
 import os
 import sys
@@ -242,3 +243,23 @@ def test_a_study_from_before_a_recipe_field_resumes_with_its_default(frame_data,
   study.Study(tiny_config(frame_data, tmp_path))
   with pytest.raises(study.StudyError, match="selector_candidates: 0 before, 4 now"):
     study.Study(tiny_config(frame_data, tmp_path, selector_candidates=4))
+  # A study from before uniform jitter existed trained without it.
+  del saved["uniform_jitter"]
+  path.write_text(json.dumps(saved))
+  with pytest.raises(study.StudyError, match="uniform_jitter: False before, True now"):
+    study.Study(tiny_config(frame_data, tmp_path))
+  study.Study(tiny_config(frame_data, tmp_path, uniform_jitter=False))
+
+
+def test_uniform_and_distilled_rows_train_on_jittered_frames(frame_data, tmp_path,
+                                                            monkeypatch):
+  # Only the student's own reading matters here, not its teacher.
+  monkeypatch.setattr(study.run_config_lib, "with_teacher", lambda run, *args: dataclasses.replace(
+      run, distillation=study.run_config_lib.Distillation(mode="serial", teacher=run)))
+  config = tiny_config(frame_data, tmp_path)
+  jitter = {row["model"]: study.build_run(config, row).uniform_jitter
+            for row in study.planned_rows(config) if row["k"]}
+  assert jitter == {"uniform": True, "distilled": True, "random": False, "learned": False}
+  learned = [r for r in study.planned_rows(config) if r["model"] == "learned"][0]
+  candidates = tiny_config(frame_data, tmp_path, selector_candidates=3)
+  assert study.build_run(candidates, learned).uniform_jitter

@@ -160,7 +160,7 @@ def _picked_frames(lists, counts, frames, config):
 def _selected(num_frames, video_ids, config, training, seed, positions):
   """[B, k] the student's frames of each video (readers._select), padded with -1."""
   k = config.student_frames
-  if config.frame_selection != "random":
+  if not config.draws_frames(training):
     return frame_selection.select_frames_batch(num_frames, k, config.frame_selection,
                                                config.max_frames)
   by_position = positions is not None

@@ -13,6 +13,11 @@ Definitions (n = true number of frames after truncation to max_frames, m = min(k
   uniform_padded     the authors' fixed grid 0, j, 2j, ... with j = max_frames // k over the
                      300-frame padded tensor; grid points at or beyond n are dropped, so a short
                      video gets only ceil(n / j) frames (kept for faithful comparison).
+  uniform, jittered  (training only, --uniform_jitter) one frame drawn uniformly from each of
+                     uniform's m stretches [floor(i * n / m), floor((i + 1) * n / m)), afresh on
+                     every visit (TSN's segment sampling): the augmentation that random-k gets
+                     from its fresh draws, keeping uniform's even coverage; evaluation keeps the
+                     grid.
   random             m distinct frames drawn uniformly without replacement, sorted. Training
                      draws afresh on every call (every epoch); evaluation uses a seed derived
                      from the video id, so a video always gets the same frames.
@@ -45,7 +50,8 @@ def select_frames(num_frames: tf.Tensor,
                   k: int,
                   strategy: str,
                   max_frames: int = 300,
-                  seed: tf.Tensor | None = None) -> tf.Tensor:
+                  seed: tf.Tensor | None = None,
+                  jitter: bool = False) -> tf.Tensor:
   """Indices of the frames one video's student sees.
 
   Args:
@@ -53,8 +59,10 @@ def select_frames(num_frames: tf.Tensor,
     k: the student's frame budget (>= 1).
     strategy: one of STRATEGIES.
     max_frames: length of the padded grid, used by `uniform_padded` only.
-    seed: for `random`: a shape-[2] int64 stateless seed (deterministic selection), or None
-      to draw from the global random state (fresh on every call).
+    seed: for `random` and a jittered `uniform`: a shape-[2] int64 stateless seed
+      (deterministic selection), or None to draw from the global random state (fresh on every
+      call).
+    jitter: `uniform` only: one frame drawn in each stretch instead of its first frame.
 
   Returns:
     int32 vector of ascending frame indices, length min(k, num_frames) (fewer for
@@ -63,13 +71,22 @@ def select_frames(num_frames: tf.Tensor,
   check_strategy(strategy)
   if k < 1:
     raise ValueError(f"student_frames must be >= 1, got {k}")
+  if jitter and strategy != "uniform":
+    raise ValueError(f"jitter applies to the uniform selection, not {strategy!r}")
   n = tf.cast(num_frames, tf.int32)
   m = tf.minimum(n, k)
   steps = tf.range(m, dtype=tf.int32)
   if strategy == "uniform":
     # int64 keeps i * n exact; floor division gives the evenly spaced grid.
-    return tf.cast(tf.cast(steps, tf.int64) * tf.cast(n, tf.int64) // tf.cast(m, tf.int64),
-                   tf.int32)
+    n64, m64 = tf.cast(n, tf.int64), tf.cast(m, tf.int64)
+    starts = tf.cast(steps, tf.int64) * n64 // m64
+    if not jitter:
+      return tf.cast(starts, tf.int32)
+    widths = (tf.cast(steps, tf.int64) + 1) * n64 // m64 - starts  # >= 1 because m <= n
+    draws = (tf.random.uniform(tf.shape(steps)) if seed is None else
+             tf.random.stateless_uniform(tf.shape(steps), seed=seed))
+    offsets = tf.minimum(tf.cast(draws * tf.cast(widths, tf.float32), tf.int64), widths - 1)
+    return tf.cast(starts + offsets, tf.int32)
   if strategy == "uniform_padded":
     stride = max(max_frames // k, 1)
     grid = tf.range(k, dtype=tf.int32) * stride

@@ -72,6 +72,8 @@ class ReaderConfig:
   max_frames: int = 300
   student_frames: int | None = None  # k; None = every frame (teacher)
   frame_selection: str = "uniform"
+  # Training a uniform student: draw each frame within its stretch (frame_selection.py).
+  uniform_jitter: bool = False
   require_labels: bool = True  # False for inference on unlabelled test files
   # 2019 segments: "rated" = one row per rated start time with the segment scores as labels
   # (evaluation, as the starter's segment reader); "all" = every consecutive 5-frame segment
@@ -104,6 +106,9 @@ class ReaderConfig:
         raise ValueError(f"student_frames must be in [1, {self.max_frames}], "
                          f"got {self.student_frames}")
     frame_selection.check_strategy(self.frame_selection, frame_selection.SELECTIONS)
+    if self.uniform_jitter and self.selects_in_reader and self.frame_selection != "uniform":
+      raise ValueError(f"uniform_jitter jitters the uniform selection, not "
+                       f"{self.frame_selection!r}")
     if self.segment_mode not in (None, "rated", "all"):
       raise ValueError(f"segment_mode must be None, 'rated' or 'all', got {self.segment_mode!r}")
     if self.teacher_frames and not self.selects_in_reader:
@@ -122,6 +127,11 @@ class ReaderConfig:
     """A student whose k frames the reader picks (a learned selection picks in the model, from
     every frame)."""
     return bool(self.student_frames) and self.frame_selection != frame_selection.LEARNED
+
+  def draws_frames(self, training: bool) -> bool:
+    """The selection is drawn per video (seeded), not a fixed function of its length."""
+    return self.selects_in_reader and (self.frame_selection == "random" or (
+        training and self.uniform_jitter and self.frame_selection == "uniform"))
 
   @property
   def num_output_frames(self) -> int:
@@ -415,17 +425,18 @@ def _select(num_frames, video_id, config: ReaderConfig, training: bool, seed: in
   """The student's frame indices for one video (position: the record's place in the
   training stream)."""
   stateless_seed = None
-  if config.frame_selection == "random" and not training:
+  drawn = config.draws_frames(training)
+  if drawn and not training:
     # Evaluation: the same frames for a video whatever the order or batch it comes in.
     stateless_seed = tf.stack(
         [tf.constant(seed, tf.int64), tf.strings.to_hash_bucket_fast(video_id, 2**62)])
-  elif config.frame_selection == "random" and position is not None:
+  elif drawn and position is not None:
     # Training: a fresh draw per visit that is a function of where the record is in the
     # run's input, so a resumed run draws what the uninterrupted one did.
     stateless_seed = tf.stack([tf.constant(seed, tf.int64), tf.cast(position, tf.int64)])
-  return frame_selection.select_frames(num_frames, config.student_frames,
-                                       config.frame_selection, config.max_frames,
-                                       stateless_seed)
+  return frame_selection.select_frames(
+      num_frames, config.student_frames, config.frame_selection, config.max_frames,
+      stateless_seed, jitter=drawn and config.frame_selection == "uniform")
 
 
 def _parse_frame_level(path, index, serialized, config: ReaderConfig, training: bool,

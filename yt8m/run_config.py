@@ -36,6 +36,8 @@ class RunConfig:
   max_frames: int = 300
   student_frames: int | None = None
   frame_selection: str = "uniform"
+  # Training: a uniform student's frames drawn within their stretches (--uniform_jitter).
+  uniform_jitter: bool = False
   # The model's typed hyper-parameters (models.hparams_class(model)); a dict given here (an
   # older model_flags.json, a caller) is converted, missing keys taking their defaults.
   model_hparams: models.Hparams | dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -72,7 +74,8 @@ class RunConfig:
         feature_names=self.feature_names, feature_sizes=self.feature_sizes,
         frame_features=self.frame_features, num_classes=self.num_classes,
         max_frames=self.max_frames, student_frames=frames,
-        frame_selection=selection, require_labels=require_labels,
+        frame_selection=selection, uniform_jitter=self.uniform_jitter,
+        require_labels=require_labels,
         segment_mode=segment_mode, allow_mixed_id_keys=self.allow_mixed_id_keys)
 
   def to_json(self) -> dict:

@@ -58,6 +58,13 @@ class Recipe:
   frame_weight: float = 0.0  # learned rows: L_frames from the teacher's attention, if it has one
   init_from_teacher: bool = True  # distilled and learned students start from the teacher's weights
   selector_candidates: int = 0  # learned rows: pick among a grid of c * k frames (0: every frame)
+  # Uniform and distilled rows train on frames drawn within their stretches (evaluation keeps
+  # the grid): random-k's augmentation without losing uniform's coverage (docs/STUDY.md).
+  uniform_jitter: bool = True
+
+
+# What a study's recipe.json from before a field existed ran with, where not the default.
+_RECIPE_BEFORE_FIELD = {"uniform_jitter": False}
 
 
 BUDGETS = {
@@ -233,6 +240,8 @@ def build_run(config: StudyConfig, row: dict, teacher_dir: str = "",
       model=family.model, feature_names=config.feature_names,
       feature_sizes=config.feature_sizes, frame_features=True,
       num_classes=config.num_classes, student_frames=k, frame_selection=strategy,
+      uniform_jitter=recipe.uniform_jitter and (strategy == "uniform" or bool(
+          strategy == frame_selection.LEARNED and recipe.selector_candidates)),
       model_hparams=family.hparams(k, config.feature_sizes[0]),
       selector_hparams=({"selector_hidden": recipe.selector_hidden,
                          "selector_candidates": recipe.selector_candidates}
@@ -288,7 +297,8 @@ class Study:
                      if k not in ("ks", "seeds")})
     saved = _read_json(path, None)
     if saved is not None:  # a study from before a recipe field existed ran with its default
-      saved = {**{f.name: f.default for f in dataclasses.fields(Recipe)
+      saved = {**{f.name: _RECIPE_BEFORE_FIELD.get(f.name, f.default)
+                  for f in dataclasses.fields(Recipe)
                   if f.default is not dataclasses.MISSING and f.name in recipe}, **saved}
     if saved is None:
       outputs.write_json(path, recipe)
@@ -558,6 +568,9 @@ def define_flags() -> flags.FlagValues:
     flags.DEFINE_integer("selector_candidates", -1, "Override the recipe: learned students "
                          "pick among a uniform grid of c * k frames (-1: the recipe's; 0: every "
                          "frame).")
+    flags.DEFINE_bool("uniform_jitter", None, "Override the recipe: uniform and distilled "
+                      "students train on frames drawn within their stretches (default: the "
+                      "recipe's, on).")
     flags.DEFINE_integer("validation_percent", 10, "Share of the training videos (or files) "
                          "held out for validation.")
     FLAGS = flags.FLAGS
@@ -596,6 +609,8 @@ def config_from_flags() -> StudyConfig:
     recipe = dataclasses.replace(recipe, max_epochs=FLAGS.max_epochs)
   if FLAGS.init_from_teacher is not None:
     recipe = dataclasses.replace(recipe, init_from_teacher=FLAGS.init_from_teacher)
+  if FLAGS.uniform_jitter is not None:
+    recipe = dataclasses.replace(recipe, uniform_jitter=FLAGS.uniform_jitter)
   if FLAGS.frame_weight != -1:
     if FLAGS.frame_weight < 0:
       raise StudyError(f"--frame_weight must be >= 0 (or -1: the recipe's), got "

@@ -96,6 +96,10 @@ flags.DEFINE_enum("frame_selection", "uniform", list(frame_selection.SELECTIONS)
                   "Which k frames a student sees (docs/DISTILLATION.md). learned: a small "
                   "scorer looks at every frame and picks one per stretch of the video, "
                   "trained with the student (docs/LEARNED_SELECTION.md).")
+flags.DEFINE_bool("uniform_jitter", False, "Training a uniform student: each of its k frames "
+                  "is drawn at random within its stretch of the video, afresh every epoch "
+                  "(TSN-style segment sampling); evaluation keeps the evenly spaced grid. Also "
+                  "jitters a learned selection's --selector_candidates grid.")
 flags.DEFINE_integer("selector_hidden", 16, "--frame_selection=learned: hidden width of the "
                      "frame scorer.")
 flags.DEFINE_float("selector_temperature", 1.0, "--frame_selection=learned: temperature of "
@@ -166,6 +170,19 @@ def selector_hparams() -> dict:
           "selector_candidates": FLAGS.selector_candidates}
 
 
+def jitter() -> bool:
+  if FLAGS.uniform_jitter and not FLAGS.student_frames:
+    raise ValueError("--uniform_jitter needs --student_frames (a teacher sees every frame)")
+  if FLAGS.uniform_jitter and FLAGS.frame_selection not in ("uniform", frame_selection.LEARNED):
+    raise ValueError(f"--uniform_jitter jitters --frame_selection=uniform, not "
+                     f"{FLAGS.frame_selection}")
+  if (FLAGS.uniform_jitter and FLAGS.frame_selection == frame_selection.LEARNED and
+      not FLAGS.selector_candidates):
+    raise ValueError("--uniform_jitter with --frame_selection=learned needs "
+                     "--selector_candidates (the grid it jitters)")
+  return FLAGS.uniform_jitter
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
@@ -183,7 +200,7 @@ def main(argv):
         model=FLAGS.model, feature_names=names, feature_sizes=sizes,
         frame_features=FLAGS.frame_features, label_loss=FLAGS.label_loss,
         num_classes=FLAGS.num_classes, student_frames=FLAGS.student_frames,
-        frame_selection=FLAGS.frame_selection,
+        frame_selection=FLAGS.frame_selection, uniform_jitter=jitter(),
         model_hparams=common_flags.model_hparams(FLAGS.model, sizes),
         selector_hparams=selector_hparams(),
         allow_mixed_id_keys=FLAGS.allow_mixed_datasets)
