@@ -4,16 +4,17 @@
       [--ks=6,10,15,20,30] [--num_videos=500] [--repeats=5]
 
 For each model family the teacher and a k-frame student (uniform selection) are built with the
-same hyper-parameters (untrained weights: cost does not depend on their values) and run
-through the real inference path, TFRecord -> reader -> model -> top-20 -> Kaggle CSV, on the
-same synthetic videos; the variants are timed round-robin, --repeats times each, and the
-median wall time is reported with the student/teacher ratio, and beside it the ratio of the
-median process CPU time (this VM sometimes runs a process on one core for a whole pass, which
-moves wall times by up to 1.8x and CPU times hardly at all). FLOPs are counted analytically
-from the layer shapes (a multiply-add = 2 FLOPs; matrix products and LSTM gates only, which
-dominate): TensorFlow's profiler counts the body of an RNN's while-loop once, not once per
-frame, so it would undercount recurrent models. Padding costs nothing in the count (models
-mask or slice to the real frames); the mean real frame count of the data is used.
+same hyper-parameters (but an H-RNN student has the authors' 5 blocks of k // 5 frames;
+untrained weights: cost does not depend on their values) and run through the real inference
+path, TFRecord -> reader -> model -> top-20 -> Kaggle CSV, on the same synthetic videos; the
+variants are timed round-robin, --repeats times each, and the median wall time is reported with
+the student/teacher ratio, and beside it the ratio of the median process CPU time (this VM
+sometimes runs a process on one core for a whole pass, which moves wall times by up to 1.8x and
+CPU times hardly at all). FLOPs are counted analytically from the layer shapes (a multiply-add
+= 2 FLOPs; matrix products and LSTM gates only, which dominate): TensorFlow's profiler counts
+the body of an RNN's while-loop once, not once per frame, so it would undercount recurrent
+models. Padding costs nothing in the count (models mask or slice to the real frames); the mean
+real frame count of the data is used.
 
 --learned_ks adds students with --frame_selection=learned: their reader decodes every frame and
 their scorer (2 * D * selector_hidden FLOPs per frame) looks at all of them, both counted in
@@ -35,6 +36,7 @@ from absl import app, flags
 
 from yt8m import building, inference_lib, readers, submission, synthetic
 from yt8m import run_config as run_config_lib
+from yt8m.models import teachers
 
 flags.DEFINE_list("models", ["HierarchicalLstmModel", "NetVladModel", "NeXtVladModel",
                              "LstmModel", "DbofModel"], "Families to measure.")
@@ -117,6 +119,15 @@ def scorer_flops(frames: float, dim: int, hidden: int) -> float:
   return frames * (2 * dim * hidden + 2 * hidden)
 
 
+def student_hparams(name: str, hp: dict, k: int | None) -> dict:
+  """The teacher's hyper-parameters, but an H-RNN student has the authors' 5 blocks of k // 5
+  frames (the teacher's blocks are 15 frames; one block of k frames would run its lower stack
+  frame by frame)."""
+  if k is None or name != "HierarchicalLstmModel":
+    return hp
+  return {**hp, "hrnn_block_frames": teachers.student_block_frames(k)}
+
+
 def inference_seconds(run, model, files, out_dir) -> tuple[float, float]:
   """(wall, process CPU) seconds of one TFRecord -> CSV pass."""
   start, cpu = time.perf_counter(), time.process_time()
@@ -148,7 +159,7 @@ def main(_):
           model=name, feature_names=("rgb", "audio"), feature_sizes=(1024, 128),
           frame_features=True, num_classes=FLAGS.num_classes, student_frames=k,
           frame_selection="learned" if label in candidates else "uniform",
-          model_hparams=hp,
+          model_hparams=student_hparams(name, hp, k),
           selector_hparams={"selector_hidden": FLAGS.selector_hidden,
                             "selector_candidates": candidates[label]}
           if label in candidates else {}) for label, k in variants.items()}
@@ -164,8 +175,8 @@ def main(_):
       teacher_cpu = statistics.median(cpu for _, cpu in times["teacher"])
       teacher_flops = flops_per_video(name, hp, mean_frames, 1152, FLAGS.num_classes)
       for label, k in variants.items():
-        flops = flops_per_video(name, hp, min(k or mean_frames, mean_frames), 1152,
-                                FLAGS.num_classes)
+        flops = flops_per_video(name, student_hparams(name, hp, k),
+                                min(k or mean_frames, mean_frames), 1152, FLAGS.num_classes)
         decoded = min(k or mean_frames, mean_frames)
         if label in candidates:
           decoded = min(candidates[label] * k, mean_frames) if candidates[label] else mean_frames

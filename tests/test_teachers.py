@@ -18,6 +18,7 @@ from yt8m.models.teachers import (
   NetVladModel,
   NeXtVlad,
   NeXtVladModel,
+  student_block_frames,
 )
 
 C, D, RGB = 7, 12, 8  # features[..., :8] rgb, [..., 8:] audio
@@ -505,3 +506,7 @@ def test_attention_frame_dropout_only_when_training_and_never_empty():
   assert np.any(trained[0, :20] == 0)  # some real frames hidden
   np.testing.assert_allclose(trained.sum(axis=1), 1.0, atol=1e-5)  # at least one left
   np.testing.assert_allclose(trained[2, 0], 1.0, atol=1e-6)  # a one-frame video keeps it
+
+
+def test_an_hrnn_student_has_the_authors_five_blocks():
+  assert [student_block_frames(k) for k in (1, 4, 5, 6, 10, 30)] == [1, 1, 1, 1, 2, 6]

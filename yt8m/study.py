@@ -36,6 +36,7 @@ from absl import app, flags, logging
 
 from yt8m import building, eval_lib, frame_selection, outputs, readers, train_lib
 from yt8m import run_config as run_config_lib
+from yt8m.models import teachers
 
 MODELS = ("teacher", "uniform", "random", "distilled", "learned")
 
@@ -90,11 +91,13 @@ FAMILIES = {
     # H-RNN, "hrnn_paper", memorised or lagged and was not the skyline). Teacher blocks of 5
     # frames, chosen on validation GAP (0.851 against 0.757 with 15 on the bursts world).
     "hrnn": Family("HierarchicalLstmModel", lambda k, rgb: dict(
-        lstm_cells=64, lstm_layers=2, hrnn_block_frames=5 if k is None else max(1, k // 5),
+        lstm_cells=64, lstm_layers=2,
+        hrnn_block_frames=5 if k is None else teachers.student_block_frames(k),
         hrnn_pooling="attention", attention_scorer_size=64, hrnn_drop_rate=0.5),
         frame_weights=True),
     "hrnn_paper": Family("HierarchicalLstmModel", lambda k, rgb: dict(
-        lstm_cells=64, lstm_layers=2, hrnn_block_frames=15 if k is None else max(1, k // 5))),
+        lstm_cells=64, lstm_layers=2,
+        hrnn_block_frames=15 if k is None else teachers.student_block_frames(k))),
     "netvlad": Family("NetVladModel", lambda k, rgb: dict(
         rgb_size=rgb, netvlad_cluster_size=16, netvlad_hidden_size=256, bn_momentum=0.9)),
     "nextvlad": Family("NeXtVladModel", lambda k, rgb: dict(

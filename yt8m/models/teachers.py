@@ -99,6 +99,15 @@ class HierarchicalLstmHparams(video_level.ClassifierHparams):
   hrnn_drop_rate: float = layers.rate(0.0)
 
 
+STUDENT_BLOCKS = 5  # the authors' student hard-codes 5 lower-level blocks
+
+
+def student_block_frames(k: int) -> int:
+  """hrnn_block_frames of a k-frame H-RNN student as the authors built it: 5 blocks of
+  k // 5 frames (k = 30 -> 6), so its lower stack runs the blocks side by side."""
+  return max(1, k // STUDENT_BLOCKS)
+
+
 @keras.saving.register_keras_serializable(package="yt8m")
 class HierarchicalLstmModel(layers.HparamsModel):
   """H-RNN (the paper's teacher): a lower LSTM stack encodes blocks of frames, an upper one the
