@@ -85,10 +85,14 @@ RANDOM_RUNS = {
     # --frame_selection=random draws in the reader, seeded by the record's stream position.
     "random_frames": dict(model="FrameLevelLogisticModel", student_frames=3,
                           frame_selection="random"),
+    # --uniform_jitter: the same seeding, one frame drawn in each stretch.
+    "jittered_frames": dict(model="FrameLevelLogisticModel", student_frames=3,
+                            uniform_jitter=True),
 }
 
 
-@pytest.mark.parametrize("kind, stop", [("dbof_sampling", 7), ("random_frames", 5)])
+@pytest.mark.parametrize("kind, stop", [("dbof_sampling", 7), ("random_frames", 5),
+                                        ("jittered_frames", 5)])
 def test_a_run_that_draws_at_random_resumes_to_the_same_weights(frame_data, tmp_path, kind,
                                                                   stop):
   run = run_config.RunConfig(feature_names=("rgb", "audio"), feature_sizes=(1024, 128),
