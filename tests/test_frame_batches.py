@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import frames, sequence_example, write_records
-from yt8m import frame_batches, frame_selection, readers, synthetic
+from yt8m import frame_batches, frame_selection, readers, run_config, synthetic
 
 CONFIGS = {
     "teacher": readers.ReaderConfig(num_classes=10),
@@ -229,3 +229,11 @@ def test_jitter_with_another_selection_is_refused():
   with pytest.raises(ValueError, match="uniform_jitter jitters the uniform selection, not "
                                        "'random'"):
     readers.ReaderConfig(student_frames=5, frame_selection="random", uniform_jitter=True)
+
+
+def test_a_run_config_refuses_jitter_where_it_cannot_apply():
+  with pytest.raises(ValueError, match="--uniform_jitter with --frame_selection=learned needs "
+                                       "--selector_candidates"):
+    run_config.RunConfig(model="FrameLevelLogisticModel", feature_names=("rgb", "audio"),
+                         feature_sizes=(1024, 128), frame_features=True, student_frames=5,
+                         frame_selection="learned", uniform_jitter=True)

@@ -130,8 +130,9 @@ class ReaderConfig:
 
   def draws_frames(self, training: bool) -> bool:
     """The selection is drawn per video (seeded), not a fixed function of its length."""
+    # __post_init__ allows uniform_jitter only with a uniform selection.
     return self.selects_in_reader and (self.frame_selection == "random" or (
-        training and self.uniform_jitter and self.frame_selection == "uniform"))
+        training and self.uniform_jitter))
 
   @property
   def num_output_frames(self) -> int:

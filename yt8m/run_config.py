@@ -25,6 +25,19 @@ class RunConfigError(ValueError):
   """model_flags.json is missing, unreadable, or contradicts the command line."""
 
 
+def why_no_jitter(student_frames: int | None, strategy: str, selector_candidates: int) -> str:
+  """Why --uniform_jitter cannot apply to this student ("" when it can): it jitters a uniform
+  selection, or a learned selection's uniform candidate grid."""
+  if not student_frames:
+    return "needs --student_frames (a teacher sees every frame)"
+  if strategy not in ("uniform", frame_selection.LEARNED):
+    return f"jitters --frame_selection=uniform, not {strategy}"
+  if strategy == frame_selection.LEARNED and not selector_candidates:
+    return ("with --frame_selection=learned needs --selector_candidates (the grid it "
+            "jitters)")
+  return ""
+
+
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
   model: str
@@ -59,6 +72,10 @@ class RunConfig:
       hparams = models.layers.make_hparams(selector.SelectorHparams, "the learned selector",
                                            hparams or {})
     object.__setattr__(self, "selector_hparams", hparams)
+    reason = self.uniform_jitter and why_no_jitter(
+        self.student_frames, self.frame_selection, hparams.selector_candidates if hparams else 0)
+    if reason:
+      raise ValueError(f"--uniform_jitter {reason}")
 
   @property
   def teacher(self) -> "RunConfig | None":

@@ -243,8 +243,8 @@ def build_run(config: StudyConfig, row: dict, teacher_dir: str = "",
       model=family.model, feature_names=config.feature_names,
       feature_sizes=config.feature_sizes, frame_features=True,
       num_classes=config.num_classes, student_frames=k, frame_selection=strategy,
-      uniform_jitter=recipe.uniform_jitter and (strategy == "uniform" or bool(
-          strategy == frame_selection.LEARNED and recipe.selector_candidates)),
+      uniform_jitter=recipe.uniform_jitter and not run_config_lib.why_no_jitter(
+          k, strategy, recipe.selector_candidates),
       model_hparams=family.hparams(k, config.feature_sizes[0]),
       selector_hparams=({"selector_hidden": recipe.selector_hidden,
                          "selector_candidates": recipe.selector_candidates}

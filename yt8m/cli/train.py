@@ -171,15 +171,10 @@ def selector_hparams() -> dict:
 
 
 def jitter() -> bool:
-  if FLAGS.uniform_jitter and not FLAGS.student_frames:
-    raise ValueError("--uniform_jitter needs --student_frames (a teacher sees every frame)")
-  if FLAGS.uniform_jitter and FLAGS.frame_selection not in ("uniform", frame_selection.LEARNED):
-    raise ValueError(f"--uniform_jitter jitters --frame_selection=uniform, not "
-                     f"{FLAGS.frame_selection}")
-  if (FLAGS.uniform_jitter and FLAGS.frame_selection == frame_selection.LEARNED and
-      not FLAGS.selector_candidates):
-    raise ValueError("--uniform_jitter with --frame_selection=learned needs "
-                     "--selector_candidates (the grid it jitters)")
+  reason = FLAGS.uniform_jitter and run_config.why_no_jitter(
+      FLAGS.student_frames, FLAGS.frame_selection, FLAGS.selector_candidates)
+  if reason:
+    raise ValueError(f"--uniform_jitter {reason}")
   return FLAGS.uniform_jitter
 
 
