@@ -7,7 +7,7 @@
 Writes --num_videos synthetic frame-level videos (yt8m.synthetic, built-in mode, in a
 temporary directory), then reads them with each variant in round-robin rounds after a
 warm-up pass and reports the median videos/s, process CPU ms per video, and the ratio to the
-raw read measured in the same rounds:
+raw read measured in the same round (median over the rounds, with the lowest and highest):
 
   raw            tf.data.TFRecordDataset over the files, every record read and CRC-checked,
                  nothing parsed (the physical limit of any reader here)
@@ -17,12 +17,17 @@ raw read measured in the same rounds:
                  batches parsed at once (yt8m/frame_batches.py, the default)
   select_decode  yt8m's student reader: k frames picked from the undecoded byte strings, then
                  decoded
+  full_uint8, select_uint8
+                 the same two as the training, evaluation and inference loops read them: the
+                 frames left uint8 for the step to dequantize on its device
+                 (ReaderConfig.quantized_frames; readers.STEP_DEQUANTIZES)
   full_per_record, select_per_record
                  the same two readers parsing record by record (yt8m.readers._parse_frame_level,
                  the path before frame_batches; still the 2019 segment path)
   decode_select  all frames decoded, then k gathered (the naive student reader, for contrast)
 """
 
+import dataclasses
 import statistics
 import tempfile
 import time
@@ -135,6 +140,9 @@ def stages(files, student):
           paths, indices, serialized, readers.ReaderConfig(), False, 0)["features"],
       f"yt8m k={FLAGS.k}": lambda: frame_batches.parse_batch(
           paths, indices, serialized, student, False, 0)["features"],
+      "yt8m every frame, left uint8": lambda: frame_batches.parse_batch(
+          paths, indices, serialized, readers.ReaderConfig(quantized_frames=True), False,
+          0)["features"],
       "yt8m every frame, record by record": lambda: readers._parse_records(
           paths, indices, serialized, readers.ReaderConfig(), False, 0)["features"],
       f"yt8m k={FLAGS.k}, record by record": lambda: readers._parse_records(
@@ -195,6 +203,10 @@ def main(_):
         "starter": starter_reader(files, FLAGS.batch_size),
         "full": readers.build_dataset(files, readers.ReaderConfig(), FLAGS.batch_size),
         "select_decode": readers.build_dataset(files, student, FLAGS.batch_size),
+        "full_uint8": readers.build_dataset(
+            files, readers.ReaderConfig(quantized_frames=True), FLAGS.batch_size),
+        "select_uint8": readers.build_dataset(
+            files, dataclasses.replace(student, quantized_frames=True), FLAGS.batch_size),
         "full_per_record": readers.build_dataset(files, readers.ReaderConfig(),
                                                  FLAGS.batch_size, by_batch=False),
         "select_per_record": readers.build_dataset(files, student, FLAGS.batch_size,
@@ -211,13 +223,16 @@ def main(_):
         rates[name].append(count / wall)
         cpu_ms[name].append(1000 * cpu / count)
   print(f"{FLAGS.num_videos} synthetic frame-level videos, k={FLAGS.k}, batch "
-        f"{FLAGS.batch_size}, median of {FLAGS.rounds} rounds")
-  raw = statistics.median(rates["raw"])
+        f"{FLAGS.batch_size}, median of {FLAGS.rounds} rounds; share of raw: the median of "
+        "each round's ratio to that round's raw read [lowest-highest round]")
   starter = statistics.median(rates["starter"])
   for name in variants:
     rate = statistics.median(rates[name])
+    # Rates here move by tens of percent between rounds; a ratio within one round moves less.
+    shares = [r / raw for r, raw in zip(rates[name], rates["raw"], strict=True)]
     print(f"  {name:17s} {rate:8.0f} videos/s  {statistics.median(cpu_ms[name]):6.2f} CPU ms/video"
-          f"  {rate / raw:5.2f} of raw  x{rate / starter:.2f} vs starter")
+          f"  {statistics.median(shares):5.2f} of raw [{min(shares):.2f}-{max(shares):.2f}]"
+          f"  x{rate / starter:.2f} vs starter")
 
 
 if __name__ == "__main__":

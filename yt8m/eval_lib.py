@@ -27,18 +27,22 @@ def checkpoint_step(path: str) -> int:
 
 
 _PREDICT_FNS = weakref.WeakKeyDictionary()
+_MODEL_INPUTS = ("features", "features_present", "num_frames")
 
 
-def make_predict_fn(model: keras.Model):
-  """The model's compiled inference function, one per model (traced once, then reused)."""
+def make_predict_fn(model: keras.Model, feature_sizes: Sequence[int]):
+  """The model's compiled inference function of a reader batch, one per model (traced once,
+  then reused); uint8 frames are dequantized inside it (readers.dequantized)."""
   if model not in _PREDICT_FNS:
 
     @tf.function
-    def predict(features, num_frames):
-      return model(features, num_frames, training=False)["predictions"]
+    def predict(inputs):
+      inputs = readers.dequantized(inputs, feature_sizes)
+      return model(inputs["features"], inputs["num_frames"], training=False)["predictions"]
 
     _PREDICT_FNS[model] = predict
-  return _PREDICT_FNS[model]
+  predict = _PREDICT_FNS[model]
+  return lambda batch: predict({k: batch[k] for k in _MODEL_INPUTS if k in batch})
 
 
 def evaluate(model: keras.Model, run: run_config_lib.RunConfig, files: Sequence[str],
@@ -48,9 +52,10 @@ def evaluate(model: keras.Model, run: run_config_lib.RunConfig, files: Sequence[
 
   segment_labels: score the 2019 rated segments instead of videos; as the starter, the
   predictions of unrated classes are zeroed (the loss is not)."""
-  reader = run.reader_config(segment_mode="rated" if segment_labels else None)
+  reader = run.reader_config(segment_mode="rated" if segment_labels else None,
+                             quantized_frames=readers.STEP_DEQUANTIZES)
   loss_fn = losses.build_loss(run.label_loss)
-  predict = make_predict_fn(model)
+  predict = make_predict_fn(model, reader.feature_sizes)
   evaluation = metrics.EvaluationMetrics(run.num_classes, top_k)
   start = time.perf_counter()
   progress = progress_lib.Progress("eval" if step is None else f"eval of step {step}",
@@ -58,7 +63,7 @@ def evaluate(model: keras.Model, run: run_config_lib.RunConfig, files: Sequence[
                                    total_bytes=readers.total_bytes(files))
   batches = progress.iterate(readers.iterate_numpy(files, reader, batch_size))
   for index, batch in enumerate(batches):
-    predictions = predict(batch["features"], batch["num_frames"])
+    predictions = predict(batch)
     loss = loss_fn(predictions=predictions, labels=batch["labels"]).numpy()
     predictions = predictions.numpy()
     if segment_labels:

@@ -4,8 +4,10 @@
 batch is then assembled by copying every row. Here the records are batched first and one
 `tf.io.parse_sequence_example` call parses the whole batch in TensorFlow's C++ parser; every
 later step (the checks, the frame choice, the decoding, the dequantization) is one vectorised
-op over the batch, and the all-frame path stays in uint8 until a single dequantizing pass.
-A student's k frames are picked from the parsed byte strings before anything is decoded.
+op over the batch, and the frames stay uint8 until a single dequantizing pass
+(`readers.dequantize_frames`), which `ReaderConfig.quantized_frames` leaves to the training or
+inference step. A student's k frames are picked from the parsed byte strings before anything
+is decoded.
 
 The values are bit for bit those of the record-by-record path (tests/test_frame_batches.py).
 When any record of a batch fails one of the record-by-record path's checks, the batch fails
@@ -62,25 +64,34 @@ def parse_batch(paths, indices, serialized, config: "readers.ReaderConfig", trai
     num_frames = tf.minimum(counts[names[0]], config.max_frames)
     if config.selects_in_reader and not config.teacher_frames:
       frames = _selected(num_frames, video_ids, config, training, seed, positions)
-      features = _picked_frames(lists, counts, frames, config)
+      quantized, present = _picked_frames(lists, counts, frames, config)
     else:
       frames = tf.range(config.max_frames)[None, :]
       frames = tf.where(frames < num_frames[:, None], frames, -1)
-      features = _every_frame(lists, counts, num_frames, config)
+      quantized, present = _every_frame(lists, counts, num_frames, config)
     real = frames >= 0
-    extra = {}
+
+    def hand_over(key, values, where):
+      if config.quantized_frames:  # the step dequantizes (readers.dequantized)
+        return {key: values, f"{key}_present": where}
+      return {key: readers.dequantize_frames(values, where, config.feature_sizes)}
+
+    teacher = {}
     if config.teacher_frames:
       # The teacher sees every frame; the student's k are gathered from them (no second decode).
-      extra = {"teacher_features": features, "teacher_num_frames": num_frames}
+      teacher = {**hand_over("teacher_features", quantized, present),
+                 "teacher_num_frames": num_frames}
       frames = _selected(num_frames, video_ids, config, training, seed, positions)
       real = frames >= 0
-      features = tf.where(real[..., None],
-                          tf.gather(features, tf.maximum(frames, 0), batch_dims=1), 0.0)
+      rows = tf.maximum(frames, 0)
+      quantized = tf.where(real[..., None], tf.gather(quantized, rows, batch_dims=1),
+                           tf.constant(0, tf.uint8))
+      present = real[..., None] & tf.gather(present, rows, batch_dims=1)
     pairs = tf.stack([labels.indices[:, 0], labels.values], axis=1)
-    return {
-        **extra,
+    return {  # the keys in the order of the record-by-record path
+        **teacher,
         "video_ids": video_ids,
-        "features": features,
+        **hand_over("features", quantized, present),
         "num_frames": tf.reduce_sum(tf.cast(real, tf.int32), 1),
         "labels": readers._multi_hot(pairs, num_rows, config.num_classes),
         "frame_indices": frames,
@@ -93,9 +104,12 @@ def parse_batch(paths, indices, serialized, config: "readers.ReaderConfig", trai
     with tf.control_dependencies([readers.recheck_unless(ok, paths)]):
       out = vectorised()
   # A static batch size (drop_remainder) as batching parsed records would give.
+  num_features = len(config.feature_names)
   shapes = {"features": [config.num_output_frames, config.feature_dim],
+            "features_present": [config.num_output_frames, num_features],
             "frame_indices": [config.num_output_frames],
             "teacher_features": [config.max_frames, config.feature_dim],
+            "teacher_features_present": [config.max_frames, num_features],
             "labels": [config.num_classes]}
   return {key: tf.ensure_shape(value, serialized.shape[:1] + shapes.get(key, []))
           for key, value in out.items()}
@@ -117,44 +131,31 @@ def _records_pass_checks(video_ids, labels, lists, counts, config, num_rows):
 
 
 def _every_frame(lists, counts, num_frames, config):
-  """[B, max_frames, D] float32: frames 0..num_frames-1 of every feature, +0 after."""
+  """([B, max_frames, D] uint8, [B, max_frames, F] bool): frames 0..num_frames-1 of every
+  feature, 0 after, and which rows of each feature are real."""
   parts = []
   for name, size in zip(config.feature_names, config.feature_sizes, strict=True):
     # Rows past a record's own list are "" in the batch; fixed_length decodes them as zeros.
     part = tf.io.decode_raw(lists[name], tf.uint8, fixed_length=size)[:, :config.max_frames]
     parts.append(tf.pad(part, [[0, 0], [0, config.max_frames - tf.shape(part)[1]], [0, 0]]))
-  real = tf.range(config.max_frames)[None, :] < num_frames[:, None]
-  same_length = tf.reduce_all([tf.equal(counts[name], counts[config.feature_names[0]])
-                               for name in config.feature_names])
-
-  def one_pass():
-    # Every feature has num_frames frames (or more than max_frames): the frames past them are
-    # zeros already, so one pass over the concatenated bytes dequantizes and zeroes the padding
-    # (0 * scale + 0 * bias = +0; a real frame gets x * scale + bias, as readers.dequantize).
-    quantized = tf.concat(parts, axis=-1)
-    return (tf.cast(quantized, tf.float32) * readers.DEQUANTIZE_SCALE +
-            tf.cast(real, tf.float32)[..., None] * readers.DEQUANTIZE_BIAS)
-
-  def per_feature():  # features of different lengths (rows past a shorter one are +0)
-    return tf.concat([
-        tf.where((real & (tf.range(config.max_frames)[None, :] < counts[name][:, None]))[..., None],
-                 readers.dequantize(part), 0.0)
-        for name, part in zip(config.feature_names, parts, strict=True)], axis=-1)
-
-  return tf.cond(same_length, one_pass, per_feature)
+  frame = tf.range(config.max_frames)[None, :]
+  real = frame < num_frames[:, None]
+  present = tf.stack([real & (frame < counts[name][:, None]) for name in config.feature_names],
+                     axis=-1)
+  return tf.concat(parts, axis=-1), present
 
 
 def _picked_frames(lists, counts, frames, config):
-  """[B, k, D] float32: the frames[b, t] of each record (-1: padding, +0)."""
-  parts = []
+  """([B, k, D] uint8, [B, k, F] bool): the frames[b, t] of each record (-1: padding, 0)."""
+  parts, present = [], []
   for name, size in zip(config.feature_names, config.feature_sizes, strict=True):
     last = tf.shape(lists[name])[1] - 1
     picked = tf.gather(lists[name], tf.clip_by_value(frames, 0, last), batch_dims=1)
-    present = (frames >= 0) & (frames < counts[name][:, None])
-    parts.append(tf.where(present[..., None],
-                          readers.dequantize(tf.io.decode_raw(picked, tf.uint8,
-                                                              fixed_length=size)), 0.0))
-  return tf.concat(parts, axis=-1)
+    present.append((frames >= 0) & (frames < counts[name][:, None]))
+    parts.append(tf.where(present[-1][..., None], tf.io.decode_raw(picked, tf.uint8,
+                                                                   fixed_length=size),
+                          tf.constant(0, tf.uint8)))
+  return tf.concat(parts, axis=-1), tf.stack(present, axis=-1)
 
 
 def _selected(num_frames, video_ids, config, training, seed, positions):

@@ -27,12 +27,12 @@ def predict_top_k(model: keras.Model, run: run_config_lib.RunConfig, files: Sequ
                   ) -> Iterator[tuple[str, list[int], list[float]]]:
   """(video_id, classes, confidences) for every video of the files, in file order, the top_k
   classes by descending confidence. Labels are not needed (test files have none)."""
-  predict = eval_lib.make_predict_fn(model)
-  reader = run.reader_config(require_labels=False)
+  reader = run.reader_config(require_labels=False, quantized_frames=readers.STEP_DEQUANTIZES)
+  predict = eval_lib.make_predict_fn(model, reader.feature_sizes)
   count, start = 0, time.perf_counter()
   progress = progress_lib.Progress("inference", total_bytes=readers.total_bytes(files))
   for batch in progress.iterate(readers.iterate_numpy(files, reader, batch_size)):
-    predictions = predict(batch["features"], batch["num_frames"]).numpy()
+    predictions = predict(batch).numpy()
     classes, scores = metrics.top_k_sorted(predictions, top_k)
     for video_id, row_classes, row_scores in zip(batch["video_ids"], classes, scores, strict=True):
       yield video_id.decode(), row_classes.tolist(), row_scores.tolist()
@@ -212,15 +212,15 @@ def predict_segments(model: keras.Model, run: run_config_lib.RunConfig, files: S
                      f"{run.num_classes}")
   allowed = np.full(run.num_classes, -np.inf, np.float32)
   allowed[whitelist] = 0.0  # added to the scores: other classes are never selected
-  predict = eval_lib.make_predict_fn(model)
   reader = run.reader_config(require_labels=False, segment_mode="all")
+  predict = eval_lib.make_predict_fn(model, reader.feature_sizes)
   segment_ids: list[str] = []
   kept = (np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros(0, np.int64))
   pending = []
   progress = progress_lib.Progress("segment inference", unit="segments",
                                    total_bytes=readers.total_bytes(files))
   for batch in progress.iterate(readers.iterate_numpy(files, reader, batch_size)):
-    scores = predict(batch["features"], batch["num_frames"]).numpy() + allowed
+    scores = predict(batch).numpy() + allowed
     progress.update(len(scores), batch["record_bytes"].sum())
     classes, top = metrics.top_k_sorted(scores, top_k)
     rows, cols = np.nonzero(classes >= 0)

@@ -63,11 +63,12 @@ class Supervised:
     """Called after every optimizer step, in cross-replica context."""
 
   def reader_config(self) -> readers.ReaderConfig:
-    return self.run.reader_config()
+    return self.run.reader_config(quantized_frames=readers.STEP_DEQUANTIZES)
 
   def step_inputs(self, batch: dict) -> dict:
-    """The reader's batch, reduced to what loss() reads (strings cannot go to devices)."""
-    return {k: batch[k] for k in _STEP_KEYS}
+    """The reader's batch, reduced to what loss() reads (strings cannot go to devices); uint8
+    frames stay so until the step (readers.dequantized)."""
+    return {k: batch[k] for k in _STEP_KEYS + ("features_present",) if k in batch}
 
   @property
   def trainable_variables(self) -> list:
@@ -243,7 +244,7 @@ class Distillation(Supervised):
       student_weight.assign(teacher_weight)
 
   def reader_config(self) -> readers.ReaderConfig:
-    reader = self.run.reader_config()
+    reader = super().reader_config()
     if not self.cached and reader.selects_in_reader:
       reader = dataclasses.replace(reader, teacher_frames=True)  # a live teacher sees all
     return reader
@@ -254,7 +255,7 @@ class Distillation(Supervised):
       inputs["frame_indices"] = batch["frame_indices"]
     if self.cache is not None:
       return {**inputs, **self.cache.lookup(batch["video_ids"])}
-    for key in ("teacher_features", "teacher_num_frames"):
+    for key in ("teacher_features", "teacher_features_present", "teacher_num_frames"):
       if key in batch:
         inputs[key] = batch[key]
     return inputs

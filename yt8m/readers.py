@@ -8,7 +8,10 @@ Video-level files hold one `tf.train.Example` per video (`id` or 2017's `video_i
 A batch is a dict:
   video_ids      [B] string
   features       [B, D] (video-level) or [B, T, D] (frame-level) float32, dequantized, raw
-                 (not L2-normalised: models do that, yt8m.models.layers.l2_normalize_frames)
+                 (not L2-normalised: models do that, yt8m.models.layers.l2_normalize_frames);
+                 with ReaderConfig.quantized_frames (the loops' reader) frame-level features
+                 stay uint8, with features_present [B, T, F] bool, until `dequantized` in the
+                 step
   num_frames     [B] int32: real frames per row (1 for video-level)
   labels         [B, num_classes] float32 multi-hot (all zero for unlabelled test files)
   frame_indices  [B, T] int32 (frame-level only): which original frame each row holds, -1 = pad
@@ -52,6 +55,10 @@ SEGMENT_SIZE = 5  # frames (seconds) per 2019 segment
 NUM_CLASSES_2018 = 3862  # 2018+ vocabulary (default)
 NUM_CLASSES_2017 = 4716
 
+# The training, evaluation and inference loops read frame-level batches with
+# ReaderConfig.quantized_frames and dequantize in their compiled step (README, "Reader speed").
+STEP_DEQUANTIZES = True
+
 _ERROR_MARK = "YT8M_DATA_ERROR"
 _ERROR_END = "<<"
 # A batch parsed at once holds a bad record: data_errors reads its files record by record.
@@ -85,6 +92,11 @@ class ReaderConfig:
   # Read files of the 2017 (`video_id`, 4716 classes) and 2018+ (`id`, 3862 classes) datasets
   # together; off, such a mix is refused (their label ids index different vocabularies).
   allow_mixed_id_keys: bool = False
+  # Not a flag: the loops set it. Frame-level batches parsed at once keep their frames uint8
+  # ("features" [B, T, D] uint8 and "features_present" [B, T, F] bool; the same for
+  # "teacher_features"), a quarter of the bytes, for the step to dequantize on its device
+  # (`dequantized`). The record-by-record path (2019 segments) dequantizes as always.
+  quantized_frames: bool = False
 
   def __post_init__(self):
     if not self.feature_names and self.frame_features:
@@ -318,6 +330,39 @@ def total_bytes(files: Sequence[str]) -> int:
 def dequantize(quantized: tf.Tensor) -> tf.Tensor:
   """uint8 feature values -> float32 in about [-2, 2]."""
   return tf.cast(quantized, tf.float32) * DEQUANTIZE_SCALE + DEQUANTIZE_BIAS
+
+
+def dequantize_frames(quantized: tf.Tensor, present: tf.Tensor,
+                      feature_sizes: Sequence[int]) -> tf.Tensor:
+  """[..., T, D] uint8 frames of F features (D = sum(feature_sizes)) -> float32: `dequantize`
+  where present[..., t, f] holds for the feature f of the column, +0 elsewhere. The uint8
+  values must be 0 wherever present is False (the readers write them so)."""
+
+  def one_pass():
+    # Every feature of a row present or none: the absent rows are zeros, and one pass gives
+    # x * scale + bias on the present ones and 0 * scale + 0 * bias = +0 on the others.
+    return (tf.cast(quantized, tf.float32) * DEQUANTIZE_SCALE +
+            tf.cast(present[..., :1], tf.float32) * DEQUANTIZE_BIAS)
+
+  def per_feature():  # features of different lengths (rows past a shorter one are +0)
+    parts = tf.split(quantized, list(feature_sizes), axis=-1)
+    return tf.concat([tf.where(present[..., f, None], dequantize(part), 0.0)
+                      for f, part in enumerate(parts)], axis=-1)
+
+  if len(feature_sizes) == 1:
+    return one_pass()
+  return tf.cond(tf.reduce_all(present == present[..., :1]), one_pass, per_feature)
+
+
+def dequantized(batch: dict, feature_sizes: Sequence[int]) -> dict:
+  """The batch with its uint8 frames (ReaderConfig.quantized_frames) dequantized, as the reader
+  would have given them: for the step, on its device. Other batches come back as they are."""
+  out = dict(batch)
+  for key in ("features", "teacher_features"):
+    present = out.pop(f"{key}_present", None)
+    if present is not None:
+      out[key] = dequantize_frames(out[key], present, feature_sizes)
+  return out
 
 
 def _check(ok, path, index, video_id, what):

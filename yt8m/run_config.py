@@ -81,8 +81,8 @@ class RunConfig:
   def teacher(self) -> "RunConfig | None":
     return self.distillation.teacher if self.distillation else None
 
-  def reader_config(self, require_labels: bool = True,
-                    segment_mode: str | None = None) -> readers.ReaderConfig:
+  def reader_config(self, require_labels: bool = True, segment_mode: str | None = None,
+                    quantized_frames: bool = False) -> readers.ReaderConfig:
     frames, selection = self.student_frames, self.frame_selection
     candidates = self.selector_hparams.selector_candidates if self.selector_hparams else 0
     if candidates:  # a learned selection among a uniform grid of c * k frames
@@ -93,7 +93,8 @@ class RunConfig:
         max_frames=self.max_frames, student_frames=frames,
         frame_selection=selection, uniform_jitter=self.uniform_jitter,
         require_labels=require_labels,
-        segment_mode=segment_mode, allow_mixed_id_keys=self.allow_mixed_id_keys)
+        segment_mode=segment_mode, allow_mixed_id_keys=self.allow_mixed_id_keys,
+        quantized_frames=quantized_frames and self.frame_features)
 
   def to_json(self) -> dict:
     out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
