@@ -3,6 +3,7 @@
   python -m benchmarks.bench_reader [--num_videos=2000] [--k=30] [--rounds=5]
   python -m benchmarks.bench_reader --stages   # where one batch's time goes
   python -m benchmarks.bench_reader --startup  # building a dataset, and its first batch
+  python -m benchmarks.bench_reader --handoff  # training with uint8 frames handed over or not
 
 Writes --num_videos synthetic frame-level videos (yt8m.synthetic, built-in mode, in a
 temporary directory), then reads them with each variant in round-robin rounds after a
@@ -47,6 +48,10 @@ flags.DEFINE_integer("parallel_batches", None,
 flags.DEFINE_bool("startup", False,
                   "Instead: time building each reader's dataset and reading its first batch, "
                   "median of --rounds (start-up of every eval, inference and training run).")
+flags.DEFINE_bool("handoff", False,
+                  "Instead: train FrameLevelLogisticModel for 150 steps of --batch_size on 1,000 "
+                  "videos, every frame and k, with readers.STEP_DEQUANTIZES on and off in turn; "
+                  "median examples/s of --rounds (set-up included, the same in both).")
 flags.DEFINE_bool("stages", False,
                   "Instead: time the stages of parsing one batch in memory (no tf.data), "
                   "median of --rounds * 3 calls.")
@@ -182,8 +187,40 @@ def startup(files, student):
           f" s, first batch {statistics.median(first[1:]):.3f} s")
 
 
+def handoff(files):
+  """The loops with the frames handed to the step as uint8 (dequantized there) or float32."""
+  from yt8m import run_config, train_lib  # the training stack only for this mode
+
+  steps, rates = 150, {}
+  for k in (None, FLAGS.k):
+    run = run_config.RunConfig(model="FrameLevelLogisticModel", feature_names=("rgb", "audio"),
+                               feature_sizes=(1024, 128), frame_features=True, num_classes=100,
+                               student_frames=k)
+    for _ in range(FLAGS.rounds):
+      for on in (True, False):
+        readers.STEP_DEQUANTIZES = on
+        with tempfile.TemporaryDirectory() as train_dir:
+          config = train_lib.TrainConfig(train_dir=train_dir, batch_size=FLAGS.batch_size,
+                                         num_epochs=100, max_steps=steps, seed=1,
+                                         checkpoint_steps=10**6, metrics_every=10**6)
+          start = time.perf_counter()
+          train_lib.train(run, files, config, tf.distribute.OneDeviceStrategy("/cpu:0"))
+          rates.setdefault((k, on), []).append(steps * FLAGS.batch_size /
+                                               (time.perf_counter() - start))
+  print(f"FrameLevelLogisticModel, {steps} training steps of {FLAGS.batch_size}, median of "
+        f"{FLAGS.rounds}")
+  for (k, on), values in rates.items():
+    print(f"  {'every frame' if k is None else f'k={k}':12s} "
+          f"{'uint8 to the step' if on else 'float32 from the reader':24s} "
+          f"{statistics.median(values):7.0f} examples/s")
+
+
 def main(_):
   student = readers.ReaderConfig(student_frames=FLAGS.k)
+  if FLAGS.handoff:
+    with tempfile.TemporaryDirectory() as tmp:
+      handoff(synthetic.generate(tmp, num_videos=1000, seed=0, num_shards=4, top_classes=100))
+    return
   if FLAGS.startup:
     with tempfile.TemporaryDirectory() as tmp:
       startup(synthetic.generate(tmp, num_videos=4 * FLAGS.batch_size, seed=0, num_shards=2),
