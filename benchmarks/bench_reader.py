@@ -50,8 +50,9 @@ flags.DEFINE_bool("startup", False,
                   "median of --rounds (start-up of every eval, inference and training run).")
 flags.DEFINE_bool("handoff", False,
                   "Instead: train FrameLevelLogisticModel for 150 steps of --batch_size on 1,000 "
-                  "videos, every frame and k, with readers.STEP_DEQUANTIZES on and off in turn; "
-                  "median examples/s of --rounds (set-up included, the same in both).")
+                  "videos, and run inference (TFRecord -> top-20 rows) over them, every frame "
+                  "and k, with readers.STEP_DEQUANTIZES on and off in turn; median videos/s of "
+                  "--rounds (set-up included, the same in both).")
 flags.DEFINE_bool("stages", False,
                   "Instead: time the stages of parsing one batch in memory (no tf.data), "
                   "median of --rounds * 3 calls.")
@@ -189,13 +190,14 @@ def startup(files, student):
 
 def handoff(files):
   """The loops with the frames handed to the step as uint8 (dequantized there) or float32."""
-  from yt8m import run_config, train_lib  # the training stack only for this mode
+  from yt8m import building, inference_lib, run_config, train_lib  # only for this mode
 
   steps, rates = 150, {}
   for k in (None, FLAGS.k):
     run = run_config.RunConfig(model="FrameLevelLogisticModel", feature_names=("rgb", "audio"),
                                feature_sizes=(1024, 128), frame_features=True, num_classes=100,
                                student_frames=k)
+    model = building.build_model(run)  # untrained: the speed does not depend on the weights
     for _ in range(FLAGS.rounds):
       for on in (True, False):
         readers.STEP_DEQUANTIZES = on
@@ -205,14 +207,17 @@ def handoff(files):
                                          checkpoint_steps=10**6, metrics_every=10**6)
           start = time.perf_counter()
           train_lib.train(run, files, config, tf.distribute.OneDeviceStrategy("/cpu:0"))
-          rates.setdefault((k, on), []).append(steps * FLAGS.batch_size /
-                                               (time.perf_counter() - start))
-  print(f"FrameLevelLogisticModel, {steps} training steps of {FLAGS.batch_size}, median of "
-        f"{FLAGS.rounds}")
-  for (k, on), values in rates.items():
-    print(f"  {'every frame' if k is None else f'k={k}':12s} "
+          rates.setdefault(("training", k, on), []).append(
+              steps * FLAGS.batch_size / (time.perf_counter() - start))
+        start = time.perf_counter()
+        count = sum(1 for _ in inference_lib.predict_top_k(model, run, files))
+        rates.setdefault(("inference", k, on), []).append(count / (time.perf_counter() - start))
+  print(f"FrameLevelLogisticModel: {steps} training steps of {FLAGS.batch_size}; inference over "
+        f"the {count} videos; median of {FLAGS.rounds}")
+  for (what, k, on), values in sorted(rates.items(), key=lambda item: item[0][0]):
+    print(f"  {what:9s} {'every frame' if k is None else f'k={k}':12s} "
           f"{'uint8 to the step' if on else 'float32 from the reader':24s} "
-          f"{statistics.median(values):7.0f} examples/s")
+          f"{statistics.median(values):7.0f} videos/s")
 
 
 def main(_):
