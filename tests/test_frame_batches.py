@@ -253,8 +253,9 @@ def test_a_run_config_refuses_jitter_where_it_cannot_apply():
 
 
 def test_frames_handed_over_uint8_dequantize_to_the_float_batch(tmp_path):
-  """ReaderConfig.quantized_frames: a quarter of the bytes, and readers.dequantized gives the
-  float reader's batch bit for bit (features of unequal lengths and distillation included)."""
+  """ReaderConfig.quantized_frames: every-frame rows in a quarter of the bytes (a student's k
+  rows stay float32), and readers.dequantized gives the float reader's batch bit for bit
+  (features of unequal lengths and distillation included)."""
   records = [sequence_example("a", labels=(1,), num_frames=6),
              sequence_example("b", labels=(2,), num_frames=9, audio=frames(3, 128)),
              sequence_example("c", labels=(3,), num_frames=4, audio=frames(11, 128)),
@@ -268,7 +269,8 @@ def test_frames_handed_over_uint8_dequantize_to_the_float_batch(tmp_path):
           [path], dataclasses.replace(config, quantized_frames=True), 3, **kwargs))
       assert len(got) == len(want)
       for q, f in zip(got, want, strict=True):
-        assert q["features"].dtype == tf.uint8 and "features_present" in q, name
+        every_frame = not config.selects_in_reader
+        assert (q["features"].dtype == tf.uint8) == every_frame == ("features_present" in q)
         if config.teacher_frames:
           assert q["teacher_features"].dtype == tf.uint8, name
         back = readers.dequantized(q, config.feature_sizes)
@@ -279,15 +281,17 @@ def test_frames_handed_over_uint8_dequantize_to_the_float_batch(tmp_path):
 
 def test_the_loops_give_the_same_results_with_frames_handed_over_uint8(frame_data, tmp_path,
                                                                        monkeypatch):
-  """Training (a parallel distillation: the teacher's every frame rides along), evaluation and
-  inference with readers.STEP_DEQUANTIZES on and off: the same weights, metrics and rows."""
+  """A teacher, and a student in parallel distillation (the teacher's every frame rides along),
+  trained, evaluated and run for inference with readers.STEP_DEQUANTIZES on and off: the same
+  weights, metrics and rows; every-frame rows reach the steps as uint8."""
   files = sorted(str(p) for p in frame_data.glob("*.tfrecord"))
   frame_level = dict(model="FrameLevelLogisticModel", num_classes=4, frame_features=True,
                      feature_names=("rgb", "audio"), feature_sizes=(1024, 128))
   teacher = run_config.RunConfig(**frame_level)
-  run = run_config.RunConfig(**frame_level, student_frames=5, distillation=run_config.Distillation(
-      mode="parallel", teacher=teacher))
-  results, handed = {}, []
+  student = run_config.RunConfig(**frame_level, student_frames=5,
+                                 distillation=run_config.Distillation(mode="parallel",
+                                                                      teacher=teacher))
+  handed = []
   dequantized = readers.dequantized
 
   def spy(batch, feature_sizes):  # what the steps were handed (at tracing)
@@ -295,21 +299,27 @@ def test_the_loops_give_the_same_results_with_frames_handed_over_uint8(frame_dat
     return dequantized(batch, feature_sizes)
 
   monkeypatch.setattr(readers, "dequantized", spy)
-  for on in (True, False):
-    monkeypatch.setattr(readers, "STEP_DEQUANTIZES", on)
-    keras.utils.set_random_seed(1)
-    train_lib.train(run, files, train_lib.TrainConfig(
-        train_dir=str(tmp_path / str(on)), batch_size=4, num_epochs=1, seed=1,
-        checkpoint_steps=10**6, metrics_every=10**6, log_every=10**6))
-    model = building.load_model(str(tmp_path / str(on)))[1]
-    results[on] = ([w.numpy().tobytes() for w in model.weights],
-                   eval_lib.evaluate(model, run, files, batch_size=5),
-                   list(inference_lib.predict_top_k(model, run, files, batch_size=5)))
-    dtype = tf.uint8 if on else tf.float32  # the training step's, then evaluation's, inference's
-    assert set(handed) == {(dtype, dtype), (dtype,)} and handed[-1] == (dtype,), handed
-    handed.clear()
-  (weights, metrics, rows), (want_weights, want_metrics, want_rows) = results[True], results[False]
-  assert weights == want_weights and rows == want_rows
-  assert list(metrics) == list(want_metrics)
-  for key in metrics:
-    assert np.array_equal(metrics[key], want_metrics[key]), key
+  u8, f32 = tf.uint8, tf.float32
+  for name, run, handed_when_on in (("teacher", teacher, {(u8,)}),
+                                    ("student", student, {(f32, u8), (f32,)})):
+    results = {}
+    for on in (True, False):
+      monkeypatch.setattr(readers, "STEP_DEQUANTIZES", on)
+      keras.utils.set_random_seed(1)
+      train_dir = tmp_path / f"{name}{on}"
+      train_lib.train(run, files, train_lib.TrainConfig(
+          train_dir=str(train_dir), batch_size=4, num_epochs=1, seed=1,
+          checkpoint_steps=10**6, metrics_every=10**6, log_every=10**6))
+      model = building.load_model(str(train_dir))[1]
+      results[on] = ([w.numpy().tobytes() for w in model.weights],
+                     eval_lib.evaluate(model, run, files, batch_size=5),
+                     list(inference_lib.predict_top_k(model, run, files, batch_size=5)))
+      want = handed_when_on if on else {tuple(f32 for _ in kinds) for kinds in handed_when_on}
+      assert set(handed) == want, (name, on, handed)
+      handed.clear()
+    (weights, metrics, rows), (want_weights, want_metrics, want_rows) = results[True], results[
+        False]
+    assert weights == want_weights and rows == want_rows, name
+    assert list(metrics) == list(want_metrics)
+    for key in metrics:
+      assert np.array_equal(metrics[key], want_metrics[key]), (name, key)

@@ -88,9 +88,14 @@ def test_eval_inference_and_csv_scoring_agree(video_run, tmp_path):
   run("eval.py", f"--submission_file={csv}", f"--eval_data_pattern={VIDEO_EVAL}",
       f"--metrics_json={scored}")
   from_csv = json.loads(scored.read_text())
-  # The CSV keeps 6 significant digits, so ties can appear: equal to 1e-3.
+  # The CSV keeps 6 significant digits, so ties can appear: equal to 1e-3, and Hit@1 and PERR
+  # may differ by the share of videos whose best confidences the CSV prints alike (saturated
+  # sigmoids print as "1"), whose order in the CSV is then the writer's, not the model's.
+  confidences = [row.split(",")[1].split()[1:20:2] for row in lines[1:]]
+  tied = sum(len(set(row)) < len(row) for row in confidences)
   for key in ("hit_at_one", "perr", "gap", "map"):
-    assert from_csv[key] == pytest.approx(evaluated[key], abs=1e-3), key
+    slack = tied / 300 if key in ("hit_at_one", "perr") else 0.0
+    assert from_csv[key] == pytest.approx(evaluated[key], abs=1e-3 + slack), (key, tied)
 
   # The model bundle round-trips: same predictions from the untarred copy.
   again = tmp_path / "again.csv"

@@ -6,7 +6,7 @@ batch is then assembled by copying every row. Here the records are batched first
 later step (the checks, the frame choice, the decoding, the dequantization) is one vectorised
 op over the batch, and the frames stay uint8 until a single dequantizing pass
 (`readers.dequantize_frames`), which `ReaderConfig.quantized_frames` leaves to the training or
-inference step. A student's k frames are picked from the parsed byte strings before anything
+inference step for every-frame rows. A student's k frames are picked from the parsed byte strings before anything
 is decoded.
 
 The values are bit for bit those of the record-by-record path (tests/test_frame_batches.py).
@@ -71,15 +71,18 @@ def parse_batch(paths, indices, serialized, config: "readers.ReaderConfig", trai
       quantized, present = _every_frame(lists, counts, num_frames, config)
     real = frames >= 0
 
-    def hand_over(key, values, where):
-      if config.quantized_frames:  # the step dequantizes (readers.dequantized)
+    def hand_over(key, values, where, every_frame):
+      # uint8 to the step (readers.dequantized) for every-frame rows only: there dequantizing
+      # is the reader's largest cost; a student's k rows cost the reader little to dequantize
+      # (its cost is the file stream: README, "Reader speed").
+      if config.quantized_frames and every_frame:
         return {key: values, f"{key}_present": where}
       return {key: readers.dequantize_frames(values, where, config.feature_sizes)}
 
     teacher = {}
     if config.teacher_frames:
       # The teacher sees every frame; the student's k are gathered from them (no second decode).
-      teacher = {**hand_over("teacher_features", quantized, present),
+      teacher = {**hand_over("teacher_features", quantized, present, True),
                  "teacher_num_frames": num_frames}
       frames = _selected(num_frames, video_ids, config, training, seed, positions)
       real = frames >= 0
@@ -91,7 +94,7 @@ def parse_batch(paths, indices, serialized, config: "readers.ReaderConfig", trai
     return {  # the keys in the order of the record-by-record path
         **teacher,
         "video_ids": video_ids,
-        **hand_over("features", quantized, present),
+        **hand_over("features", quantized, present, not config.selects_in_reader),
         "num_frames": tf.reduce_sum(tf.cast(real, tf.int32), 1),
         "labels": readers._multi_hot(pairs, num_rows, config.num_classes),
         "frame_indices": frames,

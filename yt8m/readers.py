@@ -92,10 +92,11 @@ class ReaderConfig:
   # Read files of the 2017 (`video_id`, 4716 classes) and 2018+ (`id`, 3862 classes) datasets
   # together; off, such a mix is refused (their label ids index different vocabularies).
   allow_mixed_id_keys: bool = False
-  # Not a flag: the loops set it. Frame-level batches parsed at once keep their frames uint8
-  # ("features" [B, T, D] uint8 and "features_present" [B, T, F] bool; the same for
-  # "teacher_features"), a quarter of the bytes, for the step to dequantize on its device
-  # (`dequantized`). The record-by-record path (2019 segments) dequantizes as always.
+  # Not a flag: the loops set it. Frame-level batches parsed at once keep their every-frame
+  # rows uint8 ("features" [B, max_frames, D] uint8 and "features_present" [B, max_frames, F]
+  # bool, unless the reader picks a student's k frames; the same for "teacher_features"), a
+  # quarter of the bytes, for the step to dequantize on its device (`dequantized`). The
+  # record-by-record path (2019 segments) dequantizes as always.
   quantized_frames: bool = False
 
   def __post_init__(self):
