@@ -6,8 +6,8 @@ batch is then assembled by copying every row. Here the records are batched first
 later step (the checks, the frame choice, the decoding, the dequantization) is one vectorised
 op over the batch, and the frames stay uint8 until a single dequantizing pass
 (`readers.dequantize_frames`), which `ReaderConfig.quantized_frames` leaves to the training or
-inference step for every-frame rows. A student's k frames are picked from the parsed byte strings before anything
-is decoded.
+inference step for every-frame rows. A student's k frames are picked from the parsed byte
+strings before anything is decoded.
 
 The values are bit for bit those of the record-by-record path (tests/test_frame_batches.py).
 When any record of a batch fails one of the record-by-record path's checks, the batch fails

@@ -386,10 +386,8 @@ def _train(run: run_config_lib.RunConfig, train_files: Sequence[str], config: Tr
   if config.jit_compile:  # XLA for the model's forward and backward pass
     loss_and_gradients = tf.function(loss_and_gradients, jit_compile=True)
 
-  feature_sizes = objective.reader_config().feature_sizes
-
   def replica_step(batch):
-    batch = readers.dequantized(batch, feature_sizes)  # here, on the replica's device
+    batch = readers.dequantized(batch, run.feature_sizes)  # here, on the replica's device
     grads, logs, predictions = loss_and_gradients(batch)
     grads = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, grads)
     optimizer.apply(grads, variables)
