@@ -7,8 +7,10 @@ For each model family the teacher and a k-frame student (uniform selection) are 
 same hyper-parameters (but an H-RNN student has the authors' 5 blocks of k // 5 frames;
 untrained weights: cost does not depend on their values) and run through the real inference
 path, TFRecord -> reader -> model -> top-20 -> Kaggle CSV, on the same synthetic videos; the
-variants are timed round-robin, --repeats times each, and the median wall time is reported with
-the student/teacher ratio, and beside it the ratio of the median process CPU time (this VM
+variants are timed in --repeats rounds after a warm-up, each round timing every variant once in
+an order that alternates between rounds (benchmarks/timing.py), and the median wall time is
+reported with the student/teacher ratio (the median of the rounds' own ratios), and beside it
+the same ratio of process CPU time (this VM
 sometimes runs a process on one core for a whole pass, which moves wall times by up to 1.8x and
 CPU times hardly at all). FLOPs are counted analytically from the layer shapes (a multiply-add
 = 2 FLOPs; matrix products and LSTM gates only, which dominate): TensorFlow's profiler counts
@@ -34,6 +36,7 @@ import keras
 import numpy as np
 from absl import app, flags
 
+from benchmarks import timing
 from yt8m import building, inference_lib, readers, submission, synthetic
 from yt8m import run_config as run_config_lib
 from yt8m.models import teachers
@@ -165,14 +168,13 @@ def main(_):
           if label in candidates else {}) for label, k in variants.items()}
       keras.backend.clear_session()
       built = {label: building.build_model(run) for label, run in runs.items()}
-      for label in variants:  # warm-up: tracing, page cache
-        inference_seconds(runs[label], built[label], files, tmp)
-      times = {label: [] for label in variants}
-      for _ in range(FLAGS.repeats):
-        for label in variants:
-          times[label].append(inference_seconds(runs[label], built[label], files, tmp))
-      teacher_time = statistics.median(wall for wall, _ in times["teacher"])
-      teacher_cpu = statistics.median(cpu for _, cpu in times["teacher"])
+      times = {label: [] for label in variants}  # per round: (wall, CPU) seconds
+      for round_index, label in timing.alternating_rounds(list(variants), FLAGS.repeats):
+        seconds = inference_seconds(runs[label], built[label], files, tmp)
+        if round_index >= 0:
+          times[label].append(seconds)
+      walls = {label: [wall for wall, _ in rounds] for label, rounds in times.items()}
+      cpus = {label: [cpu for _, cpu in rounds] for label, rounds in times.items()}
       teacher_flops = flops_per_video(name, hp, mean_frames, 1152, FLAGS.num_classes)
       for label, k in variants.items():
         flops = flops_per_video(name, student_hparams(name, hp, k),
@@ -181,20 +183,27 @@ def main(_):
         if label in candidates:
           decoded = min(candidates[label] * k, mean_frames) if candidates[label] else mean_frames
           flops += scorer_flops(decoded, 1152, FLAGS.selector_hidden)
-        seconds = statistics.median(wall for wall, _ in times[label])
-        cpu_seconds = statistics.median(cpu for _, cpu in times[label])
+        seconds = statistics.median(walls[label])
         row = {"model": name, "variant": label, "k": k or 0, "gflops_per_video": flops / 1e9,
                "flops_ratio": flops / teacher_flops, "seconds": seconds,
                "videos_per_second": FLAGS.num_videos / seconds,
-               "time_ratio": seconds / teacher_time, "cpu_seconds": cpu_seconds,
-               "cpu_ratio": cpu_seconds / teacher_cpu, "frames_decoded": decoded}
+               "time_ratio": timing.median_ratio(walls[label], walls["teacher"]),
+               "cpu_seconds": statistics.median(cpus[label]),
+               "cpu_ratio": timing.median_ratio(cpus[label], cpus["teacher"]),
+               "frames_decoded": decoded}
+        uniform = f"k={k}"
+        if label in candidates and uniform in walls:  # issue 11's target: <= 1.5
+          row["time_per_uniform"] = timing.median_ratio(walls[label], walls[uniform])
         results.append(row)
+        versus_uniform = (f"; x{row['time_per_uniform']:.2f} the uniform student's"
+                          if "time_per_uniform" in row else "")
         print(f"{name:22s} {label:17s} {decoded:5.0f} frames {row['gflops_per_video']:8.3f} GFLOP/video "
               f"(x{row['flops_ratio']:.3f})  {seconds:6.2f} s = "
               f"{row['videos_per_second']:7.0f} videos/s (x{row['time_ratio']:.3f}; CPU "
-              f"x{row['cpu_ratio']:.3f})", flush=True)
+              f"x{row['cpu_ratio']:.3f}{versus_uniform})", flush=True)
   print(f"({FLAGS.num_videos} videos, mean {mean_frames:.0f} real frames, median of "
-        f"{FLAGS.repeats}; ratios are student/teacher)")
+        f"{FLAGS.repeats} alternating rounds after a warm-up; ratios are student/teacher, the "
+        "median of each round's own ratio)")
   if FLAGS.json_out:
     with open(FLAGS.json_out, "w") as f:
       json.dump(results, f, indent=1)

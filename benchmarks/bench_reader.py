@@ -35,6 +35,7 @@ import time
 import tensorflow as tf
 from absl import app, flags
 
+from benchmarks import timing
 from yt8m import frame_batches, frame_selection, readers, synthetic
 
 flags.DEFINE_integer("num_videos", 2000, "Videos to write and read.")
@@ -197,24 +198,21 @@ def handoff(files):
                                feature_sizes=(1024, 128), frame_features=True, num_classes=100,
                                student_frames=k)
     model = building.build_model(run)  # untrained: the speed does not depend on the weights
-    # A warm-up pair, then the order alternates: the first run of a pair was up to 1.8x slower
-    # than the second with the same code on both sides.
-    for round_index in range(FLAGS.rounds + 1):
-      for on in (True, False) if round_index % 2 else (False, True):
-        readers.STEP_DEQUANTIZES = on
-        with tempfile.TemporaryDirectory() as train_dir:
-          config = train_lib.TrainConfig(train_dir=train_dir, batch_size=FLAGS.batch_size,
-                                         num_epochs=100, max_steps=steps, seed=1,
-                                         checkpoint_steps=10**6, metrics_every=10**6)
-          start = time.perf_counter()
-          train_lib.train(run, files, config, tf.distribute.OneDeviceStrategy("/cpu:0"))
-          trained = time.perf_counter()
-        count = sum(1 for _ in inference_lib.predict_top_k(model, run, files))
-        if round_index:
-          rates.setdefault(("training", k, on), []).append(
-              steps * FLAGS.batch_size / (trained - start))
-          rates.setdefault(("inference", k, on), []).append(
-              count / (time.perf_counter() - trained))
+    for round_index, on in timing.alternating_rounds((False, True), FLAGS.rounds):
+      readers.STEP_DEQUANTIZES = on
+      with tempfile.TemporaryDirectory() as train_dir:
+        config = train_lib.TrainConfig(train_dir=train_dir, batch_size=FLAGS.batch_size,
+                                       num_epochs=100, max_steps=steps, seed=1,
+                                       checkpoint_steps=10**6, metrics_every=10**6)
+        start = time.perf_counter()
+        train_lib.train(run, files, config, tf.distribute.OneDeviceStrategy("/cpu:0"))
+        trained = time.perf_counter()
+      count = sum(1 for _ in inference_lib.predict_top_k(model, run, files))
+      if round_index >= 0:
+        rates.setdefault(("training", k, on), []).append(
+            steps * FLAGS.batch_size / (trained - start))
+        rates.setdefault(("inference", k, on), []).append(
+            count / (time.perf_counter() - trained))
   print(f"FrameLevelLogisticModel: {steps} training steps of {FLAGS.batch_size}; inference over "
         f"the {count} videos; median of {FLAGS.rounds}")
   for (what, k, on), values in sorted(rates.items(), key=lambda item: item[0][0]):

@@ -4,7 +4,9 @@ summaries every step (the loop before --steps_per_execution) against many steps 
   python -m benchmarks.bench_train_loop [--rounds=3] [--models=LogisticModel,HierarchicalLstmModel]
 
 Each figure is the median over rounds of (steps_long - steps_short) x batch / (time_long -
-time_short): differencing two run lengths removes set-up and tracing. Frame-level models read a
+time_short): differencing two run lengths removes set-up and tracing. Every round times every
+setting once, in an order that alternates between rounds; a gain is the median of the rounds'
+own ratios (benchmarks/timing.py). Frame-level models read a
 built-in synthetic set (100 classes). Video-level models read the real 2018 sample shards with
 all 3,862 classes (--num_classes=3862: on a CPU the step is then compute-bound, the optimizer
 updating 4.4M weights) or random video-level records with fewer classes (default 100: the
@@ -27,6 +29,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
+from benchmarks import timing  # noqa: E402
 from yt8m import models, readers, run_config, synthetic, train_lib  # noqa: E402
 
 flags.DEFINE_integer("rounds", 3, "Rounds per setting (median).")
@@ -95,19 +98,17 @@ def main(argv):
                                  if name == "HierarchicalLstmModel" else {})
       files = frame_files
       short, long = 5, 25
-    rates = {}
-    for label, settings in SETTINGS.items():
-      samples = []
-      for _ in range(FLAGS.rounds):
-        t_short = timed_run(run, files, short, **settings)
-        t_long = timed_run(run, files, long, **settings)
-        samples.append((long - short) * FLAGS.batch_size / max(t_long - t_short, 1e-9))
-      rates[label] = statistics.median(samples)
-    base = rates["per step (before)"]
-    for label, rate in rates.items():
+    samples = {label: [] for label in SETTINGS}  # examples/s per round
+    for _, label in timing.alternating_rounds(list(SETTINGS), FLAGS.rounds,
+                                                        warmup=False):
+      t_short = timed_run(run, files, short, **SETTINGS[label])
+      t_long = timed_run(run, files, long, **SETTINGS[label])
+      samples[label].append((long - short) * FLAGS.batch_size / max(t_long - t_short, 1e-9))
+    base = "per step (before)"
+    for label, rates in samples.items():
       classes = FLAGS.num_classes if name in models.VIDEO_LEVEL_MODELS else 100
-      print(f"{name:22s} {classes:5d} classes {label:18s} {rate:10.0f} examples/s  "
-            f"{rate / base:5.2f}x")
+      print(f"{name:22s} {classes:5d} classes {label:18s} {statistics.median(rates):10.0f} "
+            f"examples/s  {timing.median_ratio(rates, samples[base]):5.2f}x")
 
 
 if __name__ == "__main__":

@@ -189,6 +189,9 @@ def test_flags_make_the_config_and_bad_ones_name_the_flag(frame_data, tmp_path):
     study.FLAGS.unparse_flags()
     study.FLAGS(base + [f"--eval_data_pattern={other}", "--selector_candidates=4"])
     assert study.config_from_flags().recipe.selector_candidates == 4
+    study.FLAGS.unparse_flags()
+    study.FLAGS(base + [f"--eval_data_pattern={other}", "--teacher_frame_dropout=0.5"])
+    assert study.config_from_flags().recipe.teacher_frame_dropout == 0.5
     for extra, message in (([f"--eval_data_pattern={train}"], "share"),
                            ([f"--eval_data_pattern={other}", "--ks=0"], "--ks"),
                            ([f"--eval_data_pattern={other}", "--seeds=a"], "--seeds"),
@@ -196,6 +199,8 @@ def test_flags_make_the_config_and_bad_ones_name_the_flag(frame_data, tmp_path):
                             "--frame_weight"),
                            ([f"--eval_data_pattern={other}", "--selector_candidates=-2"],
                             "--selector_candidates"),
+                           ([f"--eval_data_pattern={other}", "--teacher_frame_dropout=1"],
+                            "--teacher_frame_dropout"),
                            ([], "--eval_data_pattern is required")):
       study.FLAGS.unparse_flags()
       study.FLAGS(base + extra)
@@ -249,6 +254,20 @@ def test_a_study_from_before_a_recipe_field_resumes_with_its_default(frame_data,
   with pytest.raises(study.StudyError, match="uniform_jitter: False before, True now"):
     study.Study(tiny_config(frame_data, tmp_path))
   study.Study(tiny_config(frame_data, tmp_path, uniform_jitter=False))
+
+
+def test_teacher_frame_dropout_reaches_the_teacher_only(frame_data, tmp_path, monkeypatch):
+  monkeypatch.setattr(study.run_config_lib, "with_teacher", lambda run, *args: dataclasses.replace(
+      run, distillation=study.run_config_lib.Distillation(mode="serial", teacher=run)))
+  config = tiny_config(frame_data, tmp_path, teacher_frame_dropout=0.5)
+  rates = {(row["model"], row["k"]): study.build_run(config, row).model_hparams.frame_dropout
+           for row in study.planned_rows(config)}
+  student_rate = study.FAMILIES["attention"].hparams(2, 1024)["frame_dropout"]
+  assert rates == {("teacher", None): 0.5, **{(m, 2): student_rate for m in study.MODELS[1:]}}
+  # Families without frame dropout are untouched.
+  hrnn = dataclasses.replace(config, family="hrnn")
+  assert not hasattr(study.build_run(hrnn, study.planned_rows(hrnn)[0]).model_hparams,
+                     "frame_dropout")
 
 
 def test_uniform_and_distilled_rows_train_on_jittered_frames(frame_data, tmp_path,

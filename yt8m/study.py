@@ -62,6 +62,9 @@ class Recipe:
   # Uniform and distilled rows train on frames drawn within their stretches (evaluation keeps
   # the grid): random-k's augmentation without losing uniform's coverage (docs/STUDY.md).
   uniform_jitter: bool = True
+  # Share of a teacher's real frames hidden per training step, for families whose teacher
+  # has frame dropout (attention); its students keep the family's own rate.
+  teacher_frame_dropout: float = 0.1
 
 
 # What a study's recipe.json from before a field existed ran with, where not the default.
@@ -232,6 +235,13 @@ def run_name(row: dict) -> str:
       f"{row['model']}_k{row['k']}_s{row['seed']}")
 
 
+def _hparams(family: Family, k: int | None, config: StudyConfig) -> dict:
+  hparams = family.hparams(k, config.feature_sizes[0])
+  if k is None and "frame_dropout" in hparams:
+    hparams["frame_dropout"] = config.recipe.teacher_frame_dropout
+  return hparams
+
+
 def build_run(config: StudyConfig, row: dict, teacher_dir: str = "",
               teacher_checkpoint: str = "") -> run_config_lib.RunConfig:
   family = FAMILIES[config.family]
@@ -245,7 +255,7 @@ def build_run(config: StudyConfig, row: dict, teacher_dir: str = "",
       num_classes=config.num_classes, student_frames=k, frame_selection=strategy,
       uniform_jitter=recipe.uniform_jitter and not run_config_lib.why_no_jitter(
           k, strategy, recipe.selector_candidates),
-      model_hparams=family.hparams(k, config.feature_sizes[0]),
+      model_hparams=_hparams(family, k, config),
       selector_hparams=({"selector_hidden": recipe.selector_hidden,
                          "selector_candidates": recipe.selector_candidates}
                         if strategy == frame_selection.LEARNED else {}))
@@ -574,6 +584,9 @@ def define_flags() -> flags.FlagValues:
     flags.DEFINE_bool("uniform_jitter", None, "Override the recipe: uniform and distilled "
                       "students train on frames drawn within their stretches (default: the "
                       "recipe's, on).")
+    flags.DEFINE_float("teacher_frame_dropout", -1, "Override the recipe: share of the "
+                       "teacher's frames hidden per training step, for families with frame "
+                       "dropout (-1: the recipe's).")
     flags.DEFINE_integer("validation_percent", 10, "Share of the training videos (or files) "
                          "held out for validation.")
     FLAGS = flags.FLAGS
@@ -624,6 +637,11 @@ def config_from_flags() -> StudyConfig:
       raise StudyError(f"--selector_candidates must be >= 0 (or -1: the recipe's), got "
                        f"{FLAGS.selector_candidates}")
     recipe = dataclasses.replace(recipe, selector_candidates=FLAGS.selector_candidates)
+  if FLAGS.teacher_frame_dropout != -1:
+    if not 0 <= FLAGS.teacher_frame_dropout < 1:
+      raise StudyError(f"--teacher_frame_dropout must be in [0, 1) (or -1: the recipe's), got "
+                       f"{FLAGS.teacher_frame_dropout}")
+    recipe = dataclasses.replace(recipe, teacher_frame_dropout=FLAGS.teacher_frame_dropout)
   names, sizes = readers.parse_feature_flags(FLAGS.feature_names, FLAGS.feature_sizes)
   train_files = readers.list_files(FLAGS.train_data_pattern)
   eval_files = readers.list_files(FLAGS.eval_data_pattern)
