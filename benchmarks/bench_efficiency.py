@@ -20,9 +20,12 @@ real frame count of the data is used.
 
 --learned_ks adds students with --frame_selection=learned: their reader decodes every frame and
 their scorer (2 * D * selector_hidden FLOPs per frame) looks at all of them, both counted in
-their cost. --selector_candidates=c (several allowed; 0 = every frame) makes their reader decode
-only a uniform grid of c * k candidate frames, which the scorer picks among. Every row reports
-the frames decoded per video (1,152 bytes each).
+their cost. --selector_features=audio (several allowed; all = the whole frame) scores on the
+audio columns only (128 of 1,152; inference then dequantizes those columns of every frame and
+the k picked rows). --selector_candidates=c (several allowed; 0 = every frame) makes their reader
+decode only a uniform grid of c * k candidate frames, which the scorer picks among. Every row
+reports the frames decoded per video (1,152 bytes each) and a learned row the bytes a frame its
+scorer reads.
 """
 
 import json
@@ -46,6 +49,8 @@ flags.DEFINE_list("models", ["HierarchicalLstmModel", "NetVladModel", "NeXtVladM
 flags.DEFINE_list("ks", ["6", "10", "15", "20", "30"], "Student frame budgets.")
 flags.DEFINE_list("learned_ks", [], "Also learned-selection students at these k.")
 flags.DEFINE_integer("selector_hidden", 16, "Learned selection: scorer width.")
+flags.DEFINE_list("selector_features", ["all"], "Learned selection: what the scorer reads, "
+                  "one row each (all: the whole frame; audio: 128 of its 1,152 bytes).")
 flags.DEFINE_list("selector_candidates", ["0"], "Learned selection: candidate grids of c * k "
                   "frames (0 = every frame), one student per value.")
 flags.DEFINE_integer("lstm_cells", 256, "Width of the LSTM families (H-RNN, LSTM).")
@@ -117,6 +122,9 @@ def flops_per_video(name: str, hp: dict, frames: float, dim: int, classes: int) 
   raise ValueError(f"no FLOP count for {name}")
 
 
+SIZES = {"rgb": 1024, "audio": 128}  # the frame features, bytes (= dims) per frame
+
+
 def scorer_flops(frames: float, dim: int, hidden: int) -> float:
   """The learned selector's scorer on every real frame: Dense(hidden) then Dense(1)."""
   return frames * (2 * dim * hidden + 2 * hidden)
@@ -153,9 +161,12 @@ def main(_):
       hp = dict(HPARAMS.get(name, {}))
       if "lstm_cells" in hp:
         hp["lstm_cells"] = FLAGS.lstm_cells
-      candidates = {}  # learned label -> c
+      candidates = {}  # learned label -> (c, scored features)
       for c in map(int, FLAGS.selector_candidates):
-        candidates.update({f"learned{f' c={c}' if c else ''} k={k}": c for k in FLAGS.learned_ks})
+        for scored in FLAGS.selector_features:
+          scored = "" if scored == "all" else scored
+          candidates.update({f"learned{f' {scored}' if scored else ''}{f' c={c}' if c else ''} "
+                             f"k={k}": (c, scored) for k in FLAGS.learned_ks})
       variants = {"teacher": None, **{f"k={k}": int(k) for k in FLAGS.ks},
                   **{label: int(label.split("k=")[1]) for label in candidates}}
       runs = {label: run_config_lib.RunConfig(
@@ -164,7 +175,8 @@ def main(_):
           frame_selection="learned" if label in candidates else "uniform",
           model_hparams=student_hparams(name, hp, k),
           selector_hparams={"selector_hidden": FLAGS.selector_hidden,
-                            "selector_candidates": candidates[label]}
+                            "selector_candidates": candidates[label][0],
+                            "selector_features": candidates[label][1]}
           if label in candidates else {}) for label, k in variants.items()}
       keras.backend.clear_session()
       built = {label: building.build_model(run) for label, run in runs.items()}
@@ -181,8 +193,11 @@ def main(_):
                                 min(k or mean_frames, mean_frames), 1152, FLAGS.num_classes)
         decoded = min(k or mean_frames, mean_frames)
         if label in candidates:
-          decoded = min(candidates[label] * k, mean_frames) if candidates[label] else mean_frames
-          flops += scorer_flops(decoded, 1152, FLAGS.selector_hidden)
+          c, scored = candidates[label]
+          decoded = min(c * k, mean_frames) if c else mean_frames
+          scored_dim = sum(SIZES[n] for n in scored.split(",")) if scored else sum(
+              SIZES.values())
+          flops += scorer_flops(decoded, scored_dim, FLAGS.selector_hidden)
         seconds = statistics.median(walls[label])
         row = {"model": name, "variant": label, "k": k or 0, "gflops_per_video": flops / 1e9,
                "flops_ratio": flops / teacher_flops, "seconds": seconds,
@@ -191,6 +206,8 @@ def main(_):
                "cpu_seconds": statistics.median(cpus[label]),
                "cpu_ratio": timing.median_ratio(cpus[label], cpus["teacher"]),
                "frames_decoded": decoded}
+        if label in candidates:
+          row["scored_bytes_per_frame"] = scored_dim
         uniform = f"k={k}"
         if label in candidates and uniform in walls:  # issue 11's target: <= 1.5
           row["time_per_uniform"] = timing.median_ratio(walls[label], walls[uniform])

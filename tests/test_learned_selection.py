@@ -142,7 +142,8 @@ def test_learned_student_through_the_command_lines(tmp_path, frame_data):
   saved = json.loads((student / "model_flags.json").read_text())
   assert saved["frame_selection"] == "learned" and saved["selector_hparams"] == {
       "selector_hidden": 4, "selector_temperature": 1.0,
-      "selector_estimator": "straight_through", "selector_candidates": 0}
+      "selector_estimator": "straight_through", "selector_candidates": 0,
+      "selector_features": ""}
   # Resuming continues from the checkpoint.
   proc = run("train.py", *LSTM, data, f"--train_dir={student}", "--max_steps=4",
              "--student_frames=4", "--frame_selection=learned", f"--teacher_dir={teacher}",
@@ -282,3 +283,57 @@ def test_a_candidate_grid_reads_c_times_k_frames_and_reports_source_frames(tmp_p
     picks = source[row][source[row] >= 0]
     assert set(picks) <= set(batch["frame_indices"][row]) and len(picks) == min(
         3, batch["num_frames"][row])
+
+
+def test_an_audio_scorer_reads_audio_and_inference_dequantizes_only_it_and_the_picks(
+    tmp_path, monkeypatch):
+  """--selector_features=audio: the scorer sees the 128 audio columns only; with uint8 frames
+  (the reader's hand-off) inference dequantizes those columns of every frame and the picked
+  rows only, and gives the float path's outputs bit for bit (audio shorter or longer than rgb,
+  and > 300 frames, included)."""
+  from conftest import frames, sequence_example, write_records
+  from yt8m import building, eval_lib, run_config
+
+  records = [sequence_example("a", labels=(1,), num_frames=6),
+             sequence_example("b", labels=(2,), num_frames=9, audio=frames(3, 128)),
+             sequence_example("c", labels=(3,), num_frames=4, audio=frames(11, 128)),
+             sequence_example("d", labels=(4,), num_frames=320)]
+  path = write_records(tmp_path / "q.tfrecord", records)
+  tf.keras.utils.set_random_seed(3)
+  run = run_config.RunConfig(
+      model="LstmModel", num_classes=10, frame_features=True, feature_names=("rgb", "audio"),
+      feature_sizes=(1024, 128), student_frames=4, frame_selection="learned",
+      model_hparams={"lstm_cells": 8, "lstm_layers": 1},
+      selector_hparams={"selector_hidden": 4, "selector_features": "audio"})
+  model = building.build_model(run)
+  assert model.scorer_hidden.kernel.shape[0] == 128
+  want_batches = list(readers.build_dataset([path], run.reader_config(), 2))
+  got_batches = list(readers.build_dataset([path], run.reader_config(quantized_frames=True), 2))
+  dequantized = []
+  dequantize_frames = readers.dequantize_frames
+  monkeypatch.setattr(readers, "dequantize_frames", lambda q, present, sizes: (
+      dequantized.append(tuple(q.shape[1:])), dequantize_frames(q, present, sizes))[1])
+  predict = eval_lib.make_predict_fn(model, run.feature_sizes)
+  for q, f in zip(got_batches, want_batches, strict=True):
+    assert q["features"].dtype == tf.uint8
+    got, want = eval_lib.inference_outputs(model, q, run.feature_sizes), model(
+        f["features"], f["num_frames"], training=False)
+    for key in ("predictions", "frame_indices", "selection_scores"):
+      assert got[key].numpy().tobytes() == want[key].numpy().tobytes(), key
+    assert predict(q).numpy().tobytes() == want["predictions"].numpy().tobytes()
+    # Every frame's audio, then the 4 picked rows: never every frame's 1,152 columns.
+    assert set(dequantized) <= {(None, 128), (4, 1152)} | {(t, 128) for t in (9, 11, 300)}
+    assert (4, 1152) in dequantized
+    dequantized.clear()
+  # The scores do not depend on the rgb columns.
+  features, num_frames = padded_videos([40, 17], 50, 1152, seed=2)
+  changed = features.copy()
+  changed[..., :1024] = 0.5
+  for values in (features, changed):
+    dequantized.append(model(values, num_frames, training=False)["selection_scores"].numpy())
+  np.testing.assert_array_equal(dequantized[-2], dequantized[-1])
+  with pytest.raises(ValueError, match="--selector_features: 'video' is not a frame feature"):
+    run_config.RunConfig(model="LstmModel", num_classes=10, frame_features=True,
+                         feature_names=("rgb", "audio"), feature_sizes=(1024, 128),
+                         student_frames=4, frame_selection="learned",
+                         selector_hparams={"selector_features": "video"})

@@ -192,6 +192,9 @@ def test_flags_make_the_config_and_bad_ones_name_the_flag(frame_data, tmp_path):
     study.FLAGS.unparse_flags()
     study.FLAGS(base + [f"--eval_data_pattern={other}", "--teacher_frame_dropout=0.5"])
     assert study.config_from_flags().recipe.teacher_frame_dropout == 0.5
+    study.FLAGS.unparse_flags()
+    study.FLAGS(base + [f"--eval_data_pattern={other}", "--selector_features=audio"])
+    assert study.config_from_flags().recipe.selector_features == "audio"
     for extra, message in (([f"--eval_data_pattern={train}"], "share"),
                            ([f"--eval_data_pattern={other}", "--ks=0"], "--ks"),
                            ([f"--eval_data_pattern={other}", "--seeds=a"], "--seeds"),
@@ -201,6 +204,8 @@ def test_flags_make_the_config_and_bad_ones_name_the_flag(frame_data, tmp_path):
                             "--selector_candidates"),
                            ([f"--eval_data_pattern={other}", "--teacher_frame_dropout=1"],
                             "--teacher_frame_dropout"),
+                           ([f"--eval_data_pattern={other}", "--selector_features=video"],
+                            "--selector_features: 'video'"),
                            ([], "--eval_data_pattern is required")):
       study.FLAGS.unparse_flags()
       study.FLAGS(base + extra)

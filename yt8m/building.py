@@ -26,7 +26,9 @@ def build_model(run: run_config_lib.RunConfig) -> keras.Model:
   checkpoint restore finds every variable. Call inside strategy.scope()."""
   model = models.build_model(run.model, run.num_classes, run.model_hparams)
   if run.frame_selection == frame_selection.LEARNED:
-    model = selector.LearnedFrameSelection(model, run.student_frames, run.selector_hparams)
+    model = selector.LearnedFrameSelection(
+        model, run.student_frames, run.selector_hparams, run.feature_sizes,
+        selector.scored_features(run.selector_hparams.selector_features, run.feature_names))
   dummy_outputs(model, run)
   check_checkpointable(model)
   return model

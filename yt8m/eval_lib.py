@@ -14,6 +14,7 @@ from absl import logging
 from yt8m import building, losses, metrics, readers
 from yt8m import progress as progress_lib
 from yt8m import run_config as run_config_lib
+from yt8m.models import layers, selector
 
 # No checkpoint to evaluate, or an unusable one (one line naming the path).
 EvalError = building.CheckpointError
@@ -30,6 +31,29 @@ _PREDICT_FNS = weakref.WeakKeyDictionary()
 _MODEL_INPUTS = ("features", "features_present", "num_frames")
 
 
+def inference_outputs(model: keras.Model, inputs: dict, feature_sizes: Sequence[int]) -> dict:
+  """The model's outputs (training=False) for a reader batch. A learned selection that scores
+  only some features (--selector_features) gets uint8 frames as they are, and only the scored
+  columns of every frame and the rows of its picks are dequantized: the same values as
+  dequantizing the whole batch first, at a fraction of the memory traffic."""
+  present = inputs.get("features_present")
+  if (present is not None and isinstance(model, selector.LearnedFrameSelection)
+      and model.scores_part):
+    quantized = inputs["features"]
+    sizes = [feature_sizes[f] for f in model.scored]
+    scored = readers.dequantize_frames(model.scored_part(quantized),
+                                       tf.gather(present, model.scored, axis=-1), sizes)
+
+    def picked_rows(picked):
+      return readers.dequantize_frames(tf.gather(quantized, picked, batch_dims=1),
+                                       tf.gather(present, picked, batch_dims=1), feature_sizes)
+
+    return model.select_and_run(scored, picked_rows,
+                                layers.clip_num_frames(inputs["num_frames"], quantized))
+  inputs = readers.dequantized(inputs, feature_sizes)
+  return model(inputs["features"], inputs["num_frames"], training=False)
+
+
 def make_predict_fn(model: keras.Model, feature_sizes: Sequence[int]):
   """The model's compiled inference function of a reader batch, one per model (traced once,
   then reused); uint8 frames are dequantized inside it (readers.dequantized)."""
@@ -37,8 +61,7 @@ def make_predict_fn(model: keras.Model, feature_sizes: Sequence[int]):
 
     @tf.function
     def predict(inputs):
-      inputs = readers.dequantized(inputs, feature_sizes)
-      return model(inputs["features"], inputs["num_frames"], training=False)["predictions"]
+      return inference_outputs(model, inputs, feature_sizes)["predictions"]
 
     _PREDICT_FNS[model] = predict
   predict = _PREDICT_FNS[model]

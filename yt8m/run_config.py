@@ -72,6 +72,8 @@ class RunConfig:
       hparams = models.layers.make_hparams(selector.SelectorHparams, "the learned selector",
                                            hparams or {})
     object.__setattr__(self, "selector_hparams", hparams)
+    if hparams:
+      selector.scored_features(hparams.selector_features, self.feature_names)  # names known
     reason = self.uniform_jitter and why_no_jitter(
         self.student_frames, self.frame_selection, hparams.selector_candidates if hparams else 0)
     if reason:

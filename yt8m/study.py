@@ -36,7 +36,7 @@ from absl import app, flags, logging
 
 from yt8m import building, eval_lib, frame_selection, outputs, readers, train_lib
 from yt8m import run_config as run_config_lib
-from yt8m.models import teachers
+from yt8m.models import selector, teachers
 
 MODELS = ("teacher", "uniform", "random", "distilled", "learned")
 
@@ -59,6 +59,7 @@ class Recipe:
   frame_weight: float = 0.0  # learned rows: L_frames from the teacher's attention, if it has one
   init_from_teacher: bool = True  # distilled and learned students start from the teacher's weights
   selector_candidates: int = 0  # learned rows: pick among a grid of c * k frames (0: every frame)
+  selector_features: str = ""  # learned rows: the features the scorer reads ("": all)
   # Uniform and distilled rows train on frames drawn within their stretches (evaluation keeps
   # the grid): random-k's augmentation without losing uniform's coverage (docs/STUDY.md).
   uniform_jitter: bool = True
@@ -257,7 +258,8 @@ def build_run(config: StudyConfig, row: dict, teacher_dir: str = "",
           k, strategy, recipe.selector_candidates),
       model_hparams=_hparams(family, k, config),
       selector_hparams=({"selector_hidden": recipe.selector_hidden,
-                         "selector_candidates": recipe.selector_candidates}
+                         "selector_candidates": recipe.selector_candidates,
+                         "selector_features": recipe.selector_features}
                         if strategy == frame_selection.LEARNED else {}))
   if row["model"] in ("distilled", "learned"):
     weights = dict(ce_weight=1.0, rep_weight=recipe.rep_weight,
@@ -584,6 +586,9 @@ def define_flags() -> flags.FlagValues:
     flags.DEFINE_bool("uniform_jitter", None, "Override the recipe: uniform and distilled "
                       "students train on frames drawn within their stretches (default: the "
                       "recipe's, on).")
+    flags.DEFINE_string("selector_features", None, "Override the recipe: the frame features "
+                        "a learned student's scorer reads, e.g. audio (default: the recipe's, "
+                        "all of them).")
     flags.DEFINE_float("teacher_frame_dropout", -1, "Override the recipe: share of the "
                        "teacher's frames hidden per training step, for families with frame "
                        "dropout (-1: the recipe's).")
@@ -637,12 +642,18 @@ def config_from_flags() -> StudyConfig:
       raise StudyError(f"--selector_candidates must be >= 0 (or -1: the recipe's), got "
                        f"{FLAGS.selector_candidates}")
     recipe = dataclasses.replace(recipe, selector_candidates=FLAGS.selector_candidates)
+  if FLAGS.selector_features is not None:
+    recipe = dataclasses.replace(recipe, selector_features=FLAGS.selector_features)
   if FLAGS.teacher_frame_dropout != -1:
     if not 0 <= FLAGS.teacher_frame_dropout < 1:
       raise StudyError(f"--teacher_frame_dropout must be in [0, 1) (or -1: the recipe's), got "
                        f"{FLAGS.teacher_frame_dropout}")
     recipe = dataclasses.replace(recipe, teacher_frame_dropout=FLAGS.teacher_frame_dropout)
   names, sizes = readers.parse_feature_flags(FLAGS.feature_names, FLAGS.feature_sizes)
+  try:
+    selector.scored_features(recipe.selector_features, names)
+  except ValueError as e:
+    raise StudyError(str(e)) from None
   train_files = readers.list_files(FLAGS.train_data_pattern)
   eval_files = readers.list_files(FLAGS.eval_data_pattern)
   overlap = sorted(set(train_files) & set(eval_files))

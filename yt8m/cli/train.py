@@ -110,6 +110,10 @@ flags.DEFINE_enum("selector_estimator", "straight_through", list(selector.ESTIMA
 flags.DEFINE_integer("selector_candidates", 0, "--frame_selection=learned: c > 0 reads only a "
                      "uniform grid of c * k candidate frames and the scorer picks among them "
                      "(reading and scoring cost c * k frames, not every frame); 0: every frame.")
+flags.DEFINE_string("selector_features", "", "--frame_selection=learned: the frame features "
+                    "the scorer reads, e.g. audio (128 of a frame's 1,152 bytes; inference then "
+                    "dequantizes only those columns of every frame and the picked frames); "
+                    "empty: all of them.")
 flags.DEFINE_string("teacher_dir", "", "Serial distillation: a trained teacher's --train_dir; "
                     "the teacher is frozen and only the student trains.")
 flags.DEFINE_enum("distillation", "", ["", "serial", "parallel"], "parallel: teacher (all "
@@ -167,7 +171,8 @@ def selector_hparams() -> dict:
   return {"selector_hidden": FLAGS.selector_hidden,
           "selector_temperature": FLAGS.selector_temperature,
           "selector_estimator": FLAGS.selector_estimator,
-          "selector_candidates": FLAGS.selector_candidates}
+          "selector_candidates": FLAGS.selector_candidates,
+          "selector_features": FLAGS.selector_features}
 
 
 def jitter() -> bool:

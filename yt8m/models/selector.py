@@ -28,6 +28,7 @@ Training estimators (--selector_estimator):
 from __future__ import annotations
 
 import dataclasses
+from typing import Callable, Sequence
 
 import keras
 import tensorflow as tf
@@ -44,6 +45,12 @@ def _check_temperature(name: str, value) -> float:
   return value
 
 
+def _check_names(name: str, value) -> str:
+  if not isinstance(value, str):
+    raise ValueError(f"{name} must be comma-separated feature names, got {value!r}")
+  return value
+
+
 @dataclasses.dataclass(frozen=True)
 class SelectorHparams(layers.Hparams):
   """The learned selector's hyper-parameters (the --selector_* flags)."""
@@ -55,6 +62,20 @@ class SelectorHparams(layers.Hparams):
   # among them (O(c * k) reading); 0: every frame.
   selector_candidates: int = dataclasses.field(
       default=0, metadata={"check": lambda name, value: layers.check_int(name, value, 0)})
+  # The frame features the scorer reads, comma-separated (e.g. "audio": 128 of a frame's 1,152
+  # bytes); "" = all of them. The student always gets every feature of the picked frames.
+  selector_features: str = dataclasses.field(default="", metadata={"check": _check_names})
+
+
+def scored_features(selector_features: str, feature_names: Sequence[str]) -> tuple[int, ...]:
+  """Indices into feature_names of the features the scorer reads (all of them for "")."""
+  names = [n.strip() for n in selector_features.split(",") if n.strip()]
+  unknown = [n for n in names if n not in feature_names]
+  if unknown:
+    raise ValueError(f"--selector_features: {unknown[0]!r} is not a frame feature of this run "
+                     f"({', '.join(feature_names)})")
+  return tuple(sorted({feature_names.index(n) for n in names})) or tuple(
+      range(len(feature_names)))
 
 
 def source_frames(candidates: tf.Tensor, picked: tf.Tensor) -> tf.Tensor:
@@ -100,11 +121,17 @@ class LearnedFrameSelection(keras.Model):
   """
 
   def __init__(self, student: keras.Model, student_frames: int,
-               hparams: SelectorHparams | None = None, **kwargs):
+               hparams: SelectorHparams | None = None,
+               feature_sizes: Sequence[int] | None = None,
+               scored: Sequence[int] | None = None, **kwargs):
     super().__init__(**kwargs)
     self.student = student
     self.student_frames = layers.check_int("student_frames", student_frames)
     self.hparams = SelectorHparams() if hparams is None else hparams
+    # The frame's features (sizes, in column order) and the indices of those scored; without
+    # them the scorer reads the whole frame.
+    self.feature_sizes = tuple(feature_sizes or ())
+    self.scored = tuple(scored) if scored is not None else tuple(range(len(self.feature_sizes)))
     selector_hidden = self.hparams.selector_hidden
     self.scorer_hidden = keras.layers.Dense(selector_hidden, activation="relu",
                                             name="scorer_hidden")
@@ -116,16 +143,40 @@ class LearnedFrameSelection(keras.Model):
   def classifier(self):
     return self.student.classifier
 
+  @property
+  def scores_part(self) -> bool:
+    """The scorer reads only some of the frame's features (--selector_features)."""
+    return len(self.scored) < len(self.feature_sizes)
+
+  def scored_part(self, frames: tf.Tensor) -> tf.Tensor:
+    """[..., D] frames (any dtype) -> [..., S]: the columns of the scored features."""
+    if not self.scores_part:
+      return frames
+    starts = [sum(self.feature_sizes[:f]) for f in range(len(self.feature_sizes))]
+    return tf.concat([frames[..., starts[f]:starts[f] + self.feature_sizes[f]]
+                      for f in self.scored], axis=-1)
+
   def score(self, frames: tf.Tensor) -> tf.Tensor:
-    """[B, T, D] L2-normalised frames -> [B, T] scores."""
+    """[B, T, S] L2-normalised scored columns -> [B, T] scores."""
     return self.scorer_out(self.scorer_hidden(frames))[..., 0]
 
   def call(self, features, num_frames=None, training=False):
-    frames = layers.l2_normalize_frames(features)
-    num_frames = layers.clip_num_frames(num_frames, features)
+    """features: [B, T, D] raw (dequantized) frames."""
+    return self.select_and_run(self.scored_part(features),
+                               lambda picked: tf.gather(features, picked, batch_dims=1),
+                               layers.clip_num_frames(num_frames, features), training,
+                               features if training else None)
+
+  def select_and_run(self, scored: tf.Tensor, picked_rows: Callable[[tf.Tensor], tf.Tensor],
+                     num_frames: tf.Tensor, training: bool = False,
+                     features: tf.Tensor | None = None) -> dict:
+    """The selection and the student, given every frame's scored columns (raw [B, T, S]) and
+    picked_rows(picked [B, k]) -> the raw [B, k, D] rows of the picks. Inference may so hand
+    over uint8 frames, dequantizing only the scored columns and the picks (eval_lib).
+    Training also needs every raw frame (`features`): straight-through mixes them."""
     k = self.student_frames
-    scores = self.score(frames)
-    mask = stretch_mask(num_frames, k, tf.shape(frames)[1])
+    scores = self.score(layers.l2_normalize_frames(scored))
+    mask = stretch_mask(num_frames, k, tf.shape(scored)[1])
     logits = tf.where(mask, scores[:, None, :] / self.hparams.selector_temperature, -1e9)
     if training:
       uniform = keras.random.uniform(tf.shape(scores), 1e-6, 1.0 - 1e-6,
@@ -135,7 +186,7 @@ class LearnedFrameSelection(keras.Model):
       perturbed = logits
     real_slot = tf.reduce_any(mask, axis=-1)  # [B, k]
     picked = tf.argmax(perturbed, axis=-1, output_type=tf.int32)  # [B, k]
-    selected = tf.gather(frames, picked, batch_dims=1)
+    selected = layers.l2_normalize_frames(picked_rows(picked))
     extra = {}
     if training:
       # Each stretch's choice distribution: REINFORCE's log-likelihood, distill's L_frames.
@@ -143,7 +194,7 @@ class LearnedFrameSelection(keras.Model):
       extra.update(choice_log_probs=choice_log_probs, stretches=mask)
       if self.hparams.selector_estimator == "straight_through":
         soft = tf.nn.softmax(perturbed, axis=-1)
-        mixture = tf.einsum("bjt,btd->bjd", soft, frames)
+        mixture = tf.einsum("bjt,btd->bjd", soft, layers.l2_normalize_frames(features))
         selected += mixture - tf.stop_gradient(mixture)  # value: the hard pick; gradient: soft
       else:
         log_pi = tf.gather(choice_log_probs, picked, batch_dims=2)
