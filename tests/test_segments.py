@@ -21,10 +21,10 @@ WHITELIST = yt8m.SEGMENT_LABEL_IDS  # installed with the package (yt8m/data/)
 
 def test_ratings_add_their_fields_and_change_nothing_else(tmp_path):
   """--segment_ratings adds the segment fields to each record and manifest, and nothing else:
-  without it the videos, bytes and manifest are what they were before the option existed.
-  (The ratings draw from their own generator, synthetic.segment_rng. A digest of the output,
-  pinned once, held only where numpy's float kernels give the same bits: another CPU changed
-  the quantized frames in their last place.)"""
+  with them removed, its records are byte for byte and its manifest equal to those written
+  without the option (the ratings draw from their own generator, synthetic.segment_rng). This
+  replaces a digest of the output pinned at one commit, which held only where numpy's float
+  kernels give the same bits: another CPU changed the quantized frames in their last place."""
   kwargs = dict(num_videos=6, seed=3, num_shards=2, split="validate", num_classes=100)
   plain = synthetic.generate(str(tmp_path / "plain"), **kwargs)
   rated = synthetic.generate(str(tmp_path / "rated"), **kwargs, segment_ratings=True)
