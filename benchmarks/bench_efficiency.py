@@ -23,9 +23,11 @@ their scorer (2 * D * selector_hidden FLOPs per frame) looks at all of them, bot
 their cost. --selector_features=audio (several allowed; all = the whole frame) scores on the
 audio columns only (128 of 1,152; inference then dequantizes those columns of every frame and
 the k picked rows). --selector_candidates=c (several allowed; 0 = every frame) makes their reader
-decode only a uniform grid of c * k candidate frames, which the scorer picks among. Every row
-reports the frames decoded per video (1,152 bytes each) and a learned row the bytes a frame its
-scorer reads.
+decode only a uniform grid of c * k candidate frames, which the scorer picks among.
+--selector_shortlist=s (several allowed; 0 = one stage; only with a part scored) adds the second
+stage: a scorer of the whole frame on each stretch's s best frames by the first (s * k rows, also
+counted). Every row reports the frames decoded per video (1,152 bytes each) and a learned row the
+bytes a frame its first scorer reads.
 """
 
 import json
@@ -53,6 +55,8 @@ flags.DEFINE_list("selector_features", ["all"], "Learned selection: what the sco
                   "one row each (all: the whole frame; audio: 128 of its 1,152 bytes).")
 flags.DEFINE_list("selector_candidates", ["0"], "Learned selection: candidate grids of c * k "
                   "frames (0 = every frame), one student per value.")
+flags.DEFINE_list("selector_shortlist", ["0"], "Learned selection with a part scored: a second "
+                  "stage over each stretch's s best frames (0 = one stage), one row per value.")
 flags.DEFINE_integer("lstm_cells", 256, "Width of the LSTM families (H-RNN, LSTM).")
 flags.DEFINE_integer("num_videos", 500, "Synthetic videos to run inference on.")
 flags.DEFINE_integer("num_classes", 3862, "Classes.")
@@ -161,12 +165,16 @@ def main(_):
       hp = dict(HPARAMS.get(name, {}))
       if "lstm_cells" in hp:
         hp["lstm_cells"] = FLAGS.lstm_cells
-      candidates = {}  # learned label -> (c, scored features)
+      candidates = {}  # learned label -> (c, scored features, shortlist)
       for c in map(int, FLAGS.selector_candidates):
         for scored in FLAGS.selector_features:
           scored = "" if scored == "all" else scored
-          candidates.update({f"learned{f' {scored}' if scored else ''}{f' c={c}' if c else ''} "
-                             f"k={k}": (c, scored) for k in FLAGS.learned_ks})
+          for short in map(int, FLAGS.selector_shortlist):
+            if short and not scored:
+              continue  # a second stage needs a first that reads a part of the frame
+            candidates.update({
+                f"learned{f' {scored}' if scored else ''}{f' s={short}' if short else ''}"
+                f"{f' c={c}' if c else ''} k={k}": (c, scored, short) for k in FLAGS.learned_ks})
       variants = {"teacher": None, **{f"k={k}": int(k) for k in FLAGS.ks},
                   **{label: int(label.split("k=")[1]) for label in candidates}}
       runs = {label: run_config_lib.RunConfig(
@@ -176,7 +184,8 @@ def main(_):
           model_hparams=student_hparams(name, hp, k),
           selector_hparams={"selector_hidden": FLAGS.selector_hidden,
                             "selector_candidates": candidates[label][0],
-                            "selector_features": candidates[label][1]}
+                            "selector_features": candidates[label][1],
+                            "selector_shortlist": candidates[label][2]}
           if label in candidates else {}) for label, k in variants.items()}
       keras.backend.clear_session()
       built = {label: building.build_model(run) for label, run in runs.items()}
@@ -193,11 +202,13 @@ def main(_):
                                 min(k or mean_frames, mean_frames), 1152, FLAGS.num_classes)
         decoded = min(k or mean_frames, mean_frames)
         if label in candidates:
-          c, scored = candidates[label]
+          c, scored, short = candidates[label]
           decoded = min(c * k, mean_frames) if c else mean_frames
           scored_dim = sum(SIZES[n] for n in scored.split(",")) if scored else sum(
               SIZES.values())
           flops += scorer_flops(decoded, scored_dim, FLAGS.selector_hidden)
+          shortlisted = min(short * k, decoded)  # rows the second stage reads whole
+          flops += scorer_flops(shortlisted, sum(SIZES.values()), FLAGS.selector_hidden)
         seconds = statistics.median(walls[label])
         row = {"model": name, "variant": label, "k": k or 0, "gflops_per_video": flops / 1e9,
                "flops_ratio": flops / teacher_flops, "seconds": seconds,
@@ -207,14 +218,14 @@ def main(_):
                "cpu_ratio": timing.median_ratio(cpus[label], cpus["teacher"]),
                "frames_decoded": decoded}
         if label in candidates:
-          row["scored_bytes_per_frame"] = scored_dim
+          row.update(scored_bytes_per_frame=scored_dim, shortlisted_frames=shortlisted)
         uniform = f"k={k}"
         if label in candidates and uniform in walls:  # issue 11's target: <= 1.5
           row["time_per_uniform"] = timing.median_ratio(walls[label], walls[uniform])
         results.append(row)
         versus_uniform = (f"; x{row['time_per_uniform']:.2f} the uniform student's"
                           if "time_per_uniform" in row else "")
-        print(f"{name:22s} {label:17s} {decoded:5.0f} frames {row['gflops_per_video']:8.3f} GFLOP/video "
+        print(f"{name:22s} {label:24s} {decoded:5.0f} frames {row['gflops_per_video']:8.3f} GFLOP/video "
               f"(x{row['flops_ratio']:.3f})  {seconds:6.2f} s = "
               f"{row['videos_per_second']:7.0f} videos/s (x{row['time_ratio']:.3f}; CPU "
               f"x{row['cpu_ratio']:.3f}{versus_uniform})", flush=True)

@@ -143,7 +143,7 @@ def test_learned_student_through_the_command_lines(tmp_path, frame_data):
   assert saved["frame_selection"] == "learned" and saved["selector_hparams"] == {
       "selector_hidden": 4, "selector_temperature": 1.0,
       "selector_estimator": "straight_through", "selector_candidates": 0,
-      "selector_features": ""}
+      "selector_features": "", "selector_shortlist": 0}
   # Resuming continues from the checkpoint.
   proc = run("train.py", *LSTM, data, f"--train_dir={student}", "--max_steps=4",
              "--student_frames=4", "--frame_selection=learned", f"--teacher_dir={teacher}",
@@ -181,6 +181,12 @@ def test_learned_parallel_reinforce_and_bad_flags(tmp_path, frame_data):
   bad = run("train.py", *LSTM, data, f"--train_dir={tmp_path}/bad", "--max_steps=1",
             "--frame_selection=learned", check=False)
   assert bad.returncode != 0 and "--frame_selection=learned needs --student_frames" in bad.stderr
+  bad = run("train.py", *LSTM, data, f"--train_dir={tmp_path}/bad", "--max_steps=1",
+            "--frame_selection=learned", "--student_frames=3", "--selector_shortlist=2",
+            check=False)
+  assert bad.returncode != 0 and bad.stderr.strip().splitlines()[-1].endswith(
+      "--selector_shortlist needs --selector_features to name a part of the frame (the first "
+      "stage's), e.g. audio")
 
 
 @pytest.mark.slow
@@ -337,3 +343,79 @@ def test_an_audio_scorer_reads_audio_and_inference_dequantizes_only_it_and_the_p
                          feature_names=("rgb", "audio"), feature_sizes=(1024, 128),
                          student_frames=4, frame_selection="learned",
                          selector_hparams={"selector_features": "video"})
+
+
+def test_a_shortlist_picks_by_both_scorers_among_the_first_stages_best_frames(tmp_path,
+                                                                                monkeypatch):
+  """--selector_shortlist=c: the audio scorer keeps each stretch's c best frames, the second
+  scorer reads every feature of those k * c rows only, and the pick maximises the sum of both
+  scores. At init (second scorer 0) it is the one-stage pick; inference from uint8 frames
+  dequantizes every frame's audio and the k * c shortlisted rows, bit for bit as the float
+  path; training reaches both scorers."""
+  from conftest import sequence_example, write_records
+  from yt8m import building, eval_lib, run_config
+
+  def shortlisting(**extra):
+    return run_config.RunConfig(
+        model="LstmModel", num_classes=10, frame_features=True, feature_names=("rgb", "audio"),
+        feature_sizes=(1024, 128), student_frames=4, frame_selection="learned",
+        model_hparams={"lstm_cells": 8, "lstm_layers": 1},
+        selector_hparams={"selector_hidden": 4, "selector_features": "audio",
+                          "selector_shortlist": 3, **extra})
+
+  tf.keras.utils.set_random_seed(5)
+  run = shortlisting()
+  model = building.build_model(run)
+  assert model.scorer2_hidden.kernel.shape[0] == 1152
+  features, num_frames = padded_videos([40, 3, 17], 50, 1152, seed=4)
+  mask = selector.stretch_mask(tf.constant(num_frames), 4, 50).numpy()
+
+  def check_picks(out, second):
+    scores, picked = out["selection_scores"].numpy(), out["frame_indices"].numpy()
+    for b in range(3):
+      for j in range(4):
+        members = np.flatnonzero(mask[b, j])
+        if not len(members):
+          assert picked[b, j] == -1
+          continue
+        best = members[np.argsort(-scores[b, members], kind="stable")[:3]]
+        assert picked[b, j] == best[np.argmax(scores[b, best] + second[b, best])]
+
+  check_picks(model(features, num_frames, training=False), np.zeros((3, 50)))  # stage 1's
+  model.scorer2_out.kernel.assign(tf.random.normal(model.scorer2_out.kernel.shape, seed=1))
+  frames = layers.l2_normalize_frames(tf.constant(features))
+  second = model.scorer2_out(model.scorer2_hidden(frames))[..., 0].numpy()
+  out = model(features, num_frames, training=False)
+  check_picks(out, second)
+  assert (out["frame_indices"].numpy() != model(features, num_frames, training=False)[
+      "frame_indices"].numpy()).sum() == 0  # deterministic
+
+  records = [sequence_example(v, labels=(1,), num_frames=n) for v, n in
+             (("a", 6), ("b", 25), ("c", 2), ("d", 320))]
+  path = write_records(tmp_path / "q.tfrecord", records)
+  quantized = list(readers.build_dataset([path], run.reader_config(quantized_frames=True), 2))
+  floats = list(readers.build_dataset([path], run.reader_config(), 2))
+  dequantized = []
+  dequantize_frames = readers.dequantize_frames
+  monkeypatch.setattr(readers, "dequantize_frames", lambda q, present, sizes: (
+      dequantized.append(tuple(q.shape[1:])), dequantize_frames(q, present, sizes))[1])
+  for q, f in zip(quantized, floats, strict=True):
+    got = eval_lib.inference_outputs(model, q, run.feature_sizes)
+    want = model(f["features"], f["num_frames"], training=False)
+    for key in ("predictions", "frame_indices"):
+      assert got[key].numpy().tobytes() == want[key].numpy().tobytes(), key
+    assert {shape[-1] for shape in dequantized} == {128, 1152}
+    assert all(shape == (12, 1152) for shape in dequantized if shape[-1] == 1152)
+    dequantized.clear()
+
+  labels = tf.constant(np.eye(10, dtype=np.float32)[[1, 3, 5]])
+  with tf.GradientTape() as tape:
+    out = model(features, num_frames, training=True)
+    loss = tf.reduce_mean(tf.keras.losses.binary_crossentropy(labels, out["predictions"]))
+  both = [model.scorer_hidden.kernel, model.scorer2_hidden.kernel, model.scorer2_out.kernel]
+  assert all(float(tf.reduce_max(tf.abs(g))) > 0 for g in tape.gradient(loss, both))
+
+  with pytest.raises(ValueError, match="--selector_shortlist needs --selector_features"):
+    shortlisting(selector_features="")
+  with pytest.raises(ValueError, match="needs --selector_estimator=straight_through"):
+    shortlisting(selector_estimator="reinforce")

@@ -195,6 +195,10 @@ def test_flags_make_the_config_and_bad_ones_name_the_flag(frame_data, tmp_path):
     study.FLAGS.unparse_flags()
     study.FLAGS(base + [f"--eval_data_pattern={other}", "--selector_features=audio"])
     assert study.config_from_flags().recipe.selector_features == "audio"
+    study.FLAGS.unparse_flags()
+    study.FLAGS(base + [f"--eval_data_pattern={other}", "--selector_features=audio",
+                        "--selector_shortlist=3"])
+    assert study.config_from_flags().recipe.selector_shortlist == 3
     for extra, message in (([f"--eval_data_pattern={train}"], "share"),
                            ([f"--eval_data_pattern={other}", "--ks=0"], "--ks"),
                            ([f"--eval_data_pattern={other}", "--seeds=a"], "--seeds"),
@@ -206,6 +210,10 @@ def test_flags_make_the_config_and_bad_ones_name_the_flag(frame_data, tmp_path):
                             "--teacher_frame_dropout"),
                            ([f"--eval_data_pattern={other}", "--selector_features=video"],
                             "--selector_features: 'video'"),
+                           ([f"--eval_data_pattern={other}", "--selector_shortlist=-2"],
+                            "--selector_shortlist must be >= 0"),
+                           ([f"--eval_data_pattern={other}", "--selector_shortlist=2"],
+                            "--selector_shortlist needs --selector_features"),
                            ([], "--eval_data_pattern is required")):
       study.FLAGS.unparse_flags()
       study.FLAGS(base + extra)

@@ -73,7 +73,8 @@ class RunConfig:
                                            hparams or {})
     object.__setattr__(self, "selector_hparams", hparams)
     if hparams:
-      selector.scored_features(hparams.selector_features, self.feature_names)  # names known
+      scored = selector.scored_features(hparams.selector_features, self.feature_names)
+      selector.check_shortlist(hparams, len(scored), len(self.feature_names))
     reason = self.uniform_jitter and why_no_jitter(
         self.student_frames, self.frame_selection, hparams.selector_candidates if hparams else 0)
     if reason:

@@ -60,6 +60,7 @@ class Recipe:
   init_from_teacher: bool = True  # distilled and learned students start from the teacher's weights
   selector_candidates: int = 0  # learned rows: pick among a grid of c * k frames (0: every frame)
   selector_features: str = ""  # learned rows: the features the scorer reads ("": all)
+  selector_shortlist: int = 0  # learned rows: a second stage over each stretch's c best frames
   # Uniform and distilled rows train on frames drawn within their stretches (evaluation keeps
   # the grid): random-k's augmentation without losing uniform's coverage (docs/STUDY.md).
   uniform_jitter: bool = True
@@ -259,7 +260,8 @@ def build_run(config: StudyConfig, row: dict, teacher_dir: str = "",
       model_hparams=_hparams(family, k, config),
       selector_hparams=({"selector_hidden": recipe.selector_hidden,
                          "selector_candidates": recipe.selector_candidates,
-                         "selector_features": recipe.selector_features}
+                         "selector_features": recipe.selector_features,
+                         "selector_shortlist": recipe.selector_shortlist}
                         if strategy == frame_selection.LEARNED else {}))
   if row["model"] in ("distilled", "learned"):
     weights = dict(ce_weight=1.0, rep_weight=recipe.rep_weight,
@@ -589,6 +591,10 @@ def define_flags() -> flags.FlagValues:
     flags.DEFINE_string("selector_features", None, "Override the recipe: the frame features "
                         "a learned student's scorer reads, e.g. audio (default: the recipe's, "
                         "all of them).")
+    flags.DEFINE_integer("selector_shortlist", -1, "Override the recipe: with "
+                         "--selector_features, a second scorer of every feature picks among "
+                         "each stretch's c best frames by the first (-1: the recipe's; 0: one "
+                         "stage).")
     flags.DEFINE_float("teacher_frame_dropout", -1, "Override the recipe: share of the "
                        "teacher's frames hidden per training step, for families with frame "
                        "dropout (-1: the recipe's).")
@@ -644,6 +650,11 @@ def config_from_flags() -> StudyConfig:
     recipe = dataclasses.replace(recipe, selector_candidates=FLAGS.selector_candidates)
   if FLAGS.selector_features is not None:
     recipe = dataclasses.replace(recipe, selector_features=FLAGS.selector_features)
+  if FLAGS.selector_shortlist != -1:
+    if FLAGS.selector_shortlist < 0:
+      raise StudyError(f"--selector_shortlist must be >= 0 (or -1: the recipe's), got "
+                       f"{FLAGS.selector_shortlist}")
+    recipe = dataclasses.replace(recipe, selector_shortlist=FLAGS.selector_shortlist)
   if FLAGS.teacher_frame_dropout != -1:
     if not 0 <= FLAGS.teacher_frame_dropout < 1:
       raise StudyError(f"--teacher_frame_dropout must be in [0, 1) (or -1: the recipe's), got "
@@ -651,7 +662,9 @@ def config_from_flags() -> StudyConfig:
     recipe = dataclasses.replace(recipe, teacher_frame_dropout=FLAGS.teacher_frame_dropout)
   names, sizes = readers.parse_feature_flags(FLAGS.feature_names, FLAGS.feature_sizes)
   try:
-    selector.scored_features(recipe.selector_features, names)
+    scored = selector.scored_features(recipe.selector_features, names)
+    selector.check_shortlist(selector.SelectorHparams(
+        selector_shortlist=recipe.selector_shortlist), len(scored), len(names))
   except ValueError as e:
     raise StudyError(str(e)) from None
   train_files = readers.list_files(FLAGS.train_data_pattern)

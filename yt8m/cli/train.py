@@ -114,6 +114,10 @@ flags.DEFINE_string("selector_features", "", "--frame_selection=learned: the fra
                     "the scorer reads, e.g. audio (128 of a frame's 1,152 bytes; inference then "
                     "dequantizes only those columns of every frame and the picked frames); "
                     "empty: all of them.")
+flags.DEFINE_integer("selector_shortlist", 0, "--frame_selection=learned with "
+                     "--selector_features: c > 0 adds a second stage; the first scorer keeps "
+                     "the c best frames of each stretch and a scorer of every feature reads "
+                     "only those k * c frames and picks one per stretch; 0: one stage.")
 flags.DEFINE_string("teacher_dir", "", "Serial distillation: a trained teacher's --train_dir; "
                     "the teacher is frozen and only the student trains.")
 flags.DEFINE_enum("distillation", "", ["", "serial", "parallel"], "parallel: teacher (all "
@@ -172,7 +176,8 @@ def selector_hparams() -> dict:
           "selector_temperature": FLAGS.selector_temperature,
           "selector_estimator": FLAGS.selector_estimator,
           "selector_candidates": FLAGS.selector_candidates,
-          "selector_features": FLAGS.selector_features}
+          "selector_features": FLAGS.selector_features,
+          "selector_shortlist": FLAGS.selector_shortlist}
 
 
 def jitter() -> bool:

@@ -13,6 +13,12 @@ The scorer is Dense(selector_hidden, relu) -> Dense(1) on each L2-normalised fra
 2 * D * selector_hidden multiply-adds per frame (37k FLOPs for D = 1152, hidden 16), the cost
 of looking at every frame; bench_efficiency.py counts it in the student's cost.
 
+A scorer of a part of the frame (selector_features, e.g. the 128 audio columns) may add a second
+stage (selector_shortlist = c): each stretch's c best frames by the first scorer are read whole
+and a second scorer of every feature adds its score to theirs; the pick is the best sum. Both
+scorers learn through the straight-through mixtures (the first over the stretch, the second over
+its shortlist); the second starts at 0, i.e. at the first stage's picks.
+
 Training estimators (--selector_estimator):
   straight_through  Gumbel-softmax per stretch (Jang et al. 2017; Maddison et al. 2017): the
                     forward pass feeds the student the sampled frame exactly; the backward pass
@@ -65,6 +71,11 @@ class SelectorHparams(layers.Hparams):
   # The frame features the scorer reads, comma-separated (e.g. "audio": 128 of a frame's 1,152
   # bytes); "" = all of them. The student always gets every feature of the picked frames.
   selector_features: str = dataclasses.field(default="", metadata={"check": _check_names})
+  # c > 0 (with a part scored, selector_features): two stages. The part scorer keeps the c best
+  # frames of each stretch; a second scorer reads every feature of those k * c frames only and
+  # picks one per stretch. 0: the part scorer picks alone.
+  selector_shortlist: int = dataclasses.field(
+      default=0, metadata={"check": lambda name, value: layers.check_int(name, value, 0)})
 
 
 def scored_features(selector_features: str, feature_names: Sequence[str]) -> tuple[int, ...]:
@@ -76,6 +87,17 @@ def scored_features(selector_features: str, feature_names: Sequence[str]) -> tup
                      f"({', '.join(feature_names)})")
   return tuple(sorted({feature_names.index(n) for n in names})) or tuple(
       range(len(feature_names)))
+
+
+def check_shortlist(hparams: SelectorHparams, num_scored: int, num_features: int) -> None:
+  """Raises ValueError unless a two-stage selection (selector_shortlist) can run."""
+  if not hparams.selector_shortlist:
+    return
+  if num_scored >= num_features:
+    raise ValueError("--selector_shortlist needs --selector_features to name a part of the "
+                     "frame (the first stage's), e.g. audio")
+  if hparams.selector_estimator != "straight_through":
+    raise ValueError("--selector_shortlist needs --selector_estimator=straight_through")
 
 
 def source_frames(candidates: tf.Tensor, picked: tf.Tensor) -> tf.Tensor:
@@ -136,6 +158,11 @@ class LearnedFrameSelection(keras.Model):
     self.scorer_hidden = keras.layers.Dense(selector_hidden, activation="relu",
                                             name="scorer_hidden")
     self.scorer_out = keras.layers.Dense(1, name="scorer_out")
+    check_shortlist(self.hparams, len(self.scored), len(self.feature_sizes))
+    if self.hparams.selector_shortlist:  # zero-initialised: training starts at stage 1's picks
+      self.scorer2_hidden = keras.layers.Dense(selector_hidden, activation="relu",
+                                               name="scorer2_hidden")
+      self.scorer2_out = keras.layers.Dense(1, kernel_initializer="zeros", name="scorer2_out")
     self.gumbel_noise = keras.random.SeedGenerator(name="gumbel_noise")  # checkpointed
 
   # What the training loop and distillation look up on a student.
@@ -171,13 +198,14 @@ class LearnedFrameSelection(keras.Model):
                      num_frames: tf.Tensor, training: bool = False,
                      features: tf.Tensor | None = None) -> dict:
     """The selection and the student, given every frame's scored columns (raw [B, T, S]) and
-    picked_rows(picked [B, k]) -> the raw [B, k, D] rows of the picks. Inference may so hand
-    over uint8 frames, dequantizing only the scored columns and the picks (eval_lib).
-    Training also needs every raw frame (`features`): straight-through mixes them."""
+    picked_rows(indices [B, m]) -> the raw [B, m, D] rows of those frames. Inference may so
+    hand over uint8 frames, dequantizing only the scored columns and the rows it reads
+    (eval_lib). Training also needs every raw frame (`features`): straight-through mixes them."""
     k = self.student_frames
+    temperature = self.hparams.selector_temperature
     scores = self.score(layers.l2_normalize_frames(scored))
     mask = stretch_mask(num_frames, k, tf.shape(scored)[1])
-    logits = tf.where(mask, scores[:, None, :] / self.hparams.selector_temperature, -1e9)
+    logits = tf.where(mask, scores[:, None, :] / temperature, -1e9)
     if training:
       uniform = keras.random.uniform(tf.shape(scores), 1e-6, 1.0 - 1e-6,
                                      seed=self.gumbel_noise)
@@ -185,9 +213,25 @@ class LearnedFrameSelection(keras.Model):
     else:
       perturbed = logits
     real_slot = tf.reduce_any(mask, axis=-1)  # [B, k]
-    picked = tf.argmax(perturbed, axis=-1, output_type=tf.int32)  # [B, k]
-    selected = layers.l2_normalize_frames(picked_rows(picked))
     extra = {}
+    if self.hparams.selector_shortlist:
+      # Stage 2 ranks each stretch's c best frames (Gumbel top-c when training) by the sum of
+      # both scores, with the same noise: while the second scorer outputs 0 (its init) the pick
+      # is the first stage's alone.
+      c = self.hparams.selector_shortlist
+      top = tf.math.top_k(perturbed, k=tf.minimum(c, tf.shape(scored)[1]))
+      shortlist = tf.reshape(top.indices, [tf.shape(scores)[0], -1])  # [B, k * c]
+      rows = picked_rows(shortlist)
+      rows_normalised = tf.reshape(layers.l2_normalize_frames(rows),
+                                   tf.concat([tf.shape(top.indices), [-1]], 0))  # [B, k, c, D]
+      refined = self.scorer2_out(self.scorer2_hidden(rows_normalised))[..., 0] / temperature
+      perturbed2 = tf.where(top.values > -1e8, top.values + refined, -1e9)
+      slot = tf.argmax(perturbed2, axis=-1, output_type=tf.int32)  # [B, k]
+      picked = tf.gather(top.indices, slot, batch_dims=2)
+      selected = tf.gather(rows_normalised, slot, batch_dims=2)
+    else:
+      picked = tf.argmax(perturbed, axis=-1, output_type=tf.int32)  # [B, k]
+      selected = layers.l2_normalize_frames(picked_rows(picked))
     if training:
       # Each stretch's choice distribution: REINFORCE's log-likelihood, distill's L_frames.
       choice_log_probs = tf.nn.log_softmax(logits, axis=-1)
@@ -196,6 +240,10 @@ class LearnedFrameSelection(keras.Model):
         soft = tf.nn.softmax(perturbed, axis=-1)
         mixture = tf.einsum("bjt,btd->bjd", soft, layers.l2_normalize_frames(features))
         selected += mixture - tf.stop_gradient(mixture)  # value: the hard pick; gradient: soft
+        if self.hparams.selector_shortlist:  # the second stage learns within the shortlist
+          soft2 = tf.nn.softmax(perturbed2, axis=-1)
+          mixture2 = tf.einsum("bjc,bjcd->bjd", soft2, rows_normalised)
+          selected += mixture2 - tf.stop_gradient(mixture2)
       else:
         log_pi = tf.gather(choice_log_probs, picked, batch_dims=2)
         extra["selection_log_prob"] = tf.reduce_sum(tf.where(real_slot, log_pi, 0.0), axis=1)
