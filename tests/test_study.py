@@ -199,9 +199,14 @@ def test_flags_make_the_config_and_bad_ones_name_the_flag(frame_data, tmp_path):
     study.FLAGS(base + [f"--eval_data_pattern={other}", "--selector_features=audio",
                         "--selector_shortlist=3"])
     assert study.config_from_flags().recipe.selector_shortlist == 3
+    study.FLAGS.unparse_flags()
+    study.FLAGS(base + [f"--eval_data_pattern={other}", "--patience=3"])
+    assert study.config_from_flags().recipe.patience == 3
     for extra, message in (([f"--eval_data_pattern={train}"], "share"),
                            ([f"--eval_data_pattern={other}", "--ks=0"], "--ks"),
                            ([f"--eval_data_pattern={other}", "--seeds=a"], "--seeds"),
+                           ([f"--eval_data_pattern={other}", "--patience=-1"],
+                            "--patience must be positive"),
                            ([f"--eval_data_pattern={other}", "--frame_weight=-2"],
                             "--frame_weight"),
                            ([f"--eval_data_pattern={other}", "--selector_candidates=-2"],

@@ -578,6 +578,8 @@ def define_flags() -> flags.FlagValues:
     flags.DEFINE_string("feature_sizes", "1024,128", "Their sizes, as train.py.")
     flags.DEFINE_float("learning_rate", 0, "Override the recipe's learning rate (0: the recipe's).")
     flags.DEFINE_integer("max_epochs", 0, "Override the budget's epoch limit (0: the budget's).")
+    flags.DEFINE_integer("patience", 0, "Override the budget's early stop: epochs without a "
+                         "better validation GAP before a run stops (0: the budget's).")
     flags.DEFINE_bool("init_from_teacher", None, "Override the recipe: distilled and learned "
                       "students start from their teacher's weights (default: the recipe's).")
     flags.DEFINE_float("frame_weight", -1, "Override the recipe's L_frames weight for learned "
@@ -628,12 +630,15 @@ def config_from_flags() -> StudyConfig:
     recipe = dataclasses.replace(recipe, ks=_positive_ints("ks", FLAGS.ks))
   if FLAGS.seeds:
     recipe = dataclasses.replace(recipe, seeds=_positive_ints("seeds", FLAGS.seeds))
-  if FLAGS.learning_rate < 0 or FLAGS.max_epochs < 0:
-    raise StudyError("--learning_rate and --max_epochs must be positive (or 0: the recipe's)")
+  if FLAGS.learning_rate < 0 or FLAGS.max_epochs < 0 or FLAGS.patience < 0:
+    raise StudyError("--learning_rate, --max_epochs and --patience must be positive (or 0: the "
+                     "recipe's)")
   if FLAGS.learning_rate:
     recipe = dataclasses.replace(recipe, learning_rate=FLAGS.learning_rate)
   if FLAGS.max_epochs:
     recipe = dataclasses.replace(recipe, max_epochs=FLAGS.max_epochs)
+  if FLAGS.patience:
+    recipe = dataclasses.replace(recipe, patience=FLAGS.patience)
   if FLAGS.init_from_teacher is not None:
     recipe = dataclasses.replace(recipe, init_from_teacher=FLAGS.init_from_teacher)
   if FLAGS.uniform_jitter is not None:
