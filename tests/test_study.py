@@ -300,3 +300,26 @@ def test_uniform_and_distilled_rows_train_on_jittered_frames(frame_data, tmp_pat
   learned = [r for r in study.planned_rows(config) if r["model"] == "learned"][0]
   candidates = tiny_config(frame_data, tmp_path, selector_candidates=3)
   assert study.build_run(candidates, learned).uniform_jitter
+
+
+
+def test_the_study_drops_only_tensorflows_retracing_warnings(caplog):
+  logger = tf.get_logger()
+  for f in [f for f in logger.filters if isinstance(f, study._NoRetracingWarning)]:
+    logger.removeFilter(f)  # an earlier test's study installed it
+
+  def retracing_messages(step):  # a new tf.function per call, as a study's epochs make
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="tensorflow"):
+      for _ in range(8):
+        tf.function(step)(tf.constant(1))
+      logger.warning("another warning")
+    messages = [r.getMessage() for r in caplog.records]
+    assert "another warning" in messages
+    return [m for m in messages if "triggered tf.function retracing" in m]
+
+  assert retracing_messages(lambda x: x + 1)  # TensorFlow warns
+  study.quiet_retracing_warnings()
+  study.quiet_retracing_warnings()  # idempotent: one filter
+  assert sum(isinstance(f, study._NoRetracingWarning) for f in logger.filters) == 1
+  assert not retracing_messages(lambda x: x + 2)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging as logging_std
 import math
 import os
 import statistics
@@ -39,6 +40,20 @@ from yt8m import run_config as run_config_lib
 from yt8m.models import selector, teachers
 
 MODELS = ("teacher", "uniform", "random", "distilled", "learned")
+
+
+class _NoRetracingWarning(logging_std.Filter):
+  def filter(self, record: logging_std.LogRecord) -> bool:
+    return "triggered tf.function retracing" not in record.getMessage()
+
+
+def quiet_retracing_warnings() -> None:
+  """Drops TensorFlow's "calls to ... triggered tf.function retracing" warnings: a study calls
+  train_lib once per epoch and run, each call compiling its own step functions by design, so the
+  warning (12-16 paragraph-long lines in a quick study's log) is a false alarm."""
+  tf_logger = tf.get_logger()
+  if not any(isinstance(f, _NoRetracingWarning) for f in tf_logger.filters):
+    tf_logger.addFilter(_NoRetracingWarning())
 
 
 # ----------------------------------------------------------------------------- the recipe
@@ -377,6 +392,7 @@ class Study:
     return state
 
   def run(self) -> list[dict]:
+    quiet_retracing_warnings()
     rows = self.rows()
     done = {row_key(r) for r in rows}
     plan = planned_rows(self.config)
