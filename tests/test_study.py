@@ -302,7 +302,6 @@ def test_uniform_and_distilled_rows_train_on_jittered_frames(frame_data, tmp_pat
   assert study.build_run(candidates, learned).uniform_jitter
 
 
-
 def test_the_study_drops_only_tensorflows_retracing_warnings(caplog):
   logger = tf.get_logger()
   for f in [f for f in logger.filters if isinstance(f, study._NoRetracingWarning)]:

@@ -646,15 +646,12 @@ def config_from_flags() -> StudyConfig:
     recipe = dataclasses.replace(recipe, ks=_positive_ints("ks", FLAGS.ks))
   if FLAGS.seeds:
     recipe = dataclasses.replace(recipe, seeds=_positive_ints("seeds", FLAGS.seeds))
-  if FLAGS.learning_rate < 0 or FLAGS.max_epochs < 0 or FLAGS.patience < 0:
-    raise StudyError("--learning_rate, --max_epochs and --patience must be positive (or 0: the "
-                     "recipe's)")
-  if FLAGS.learning_rate:
-    recipe = dataclasses.replace(recipe, learning_rate=FLAGS.learning_rate)
-  if FLAGS.max_epochs:
-    recipe = dataclasses.replace(recipe, max_epochs=FLAGS.max_epochs)
-  if FLAGS.patience:
-    recipe = dataclasses.replace(recipe, patience=FLAGS.patience)
+  for name in ("learning_rate", "max_epochs", "patience"):  # 0: the recipe's
+    value = FLAGS[name].value
+    if value < 0:
+      raise StudyError(f"--{name} must be positive (or 0: the recipe's), got {value}")
+    if value:
+      recipe = dataclasses.replace(recipe, **{name: value})
   if FLAGS.init_from_teacher is not None:
     recipe = dataclasses.replace(recipe, init_from_teacher=FLAGS.init_from_teacher)
   if FLAGS.uniform_jitter is not None:
